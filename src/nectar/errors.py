@@ -1,0 +1,160 @@
+"""Domain errors and the one handler that renders every error as ``{"error", "detail"}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class NectarError(Exception):
+    """An expected failure. Subclasses set ``code`` and ``status``."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+
+
+class BadRequest(NectarError):
+    code = "bad_request"
+    status = 400
+
+
+class Unauthorized(NectarError):
+    code = "unauthorized"
+    status = 401
+
+    def __init__(self, detail: str = "authentication required") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(NectarError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(NectarError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(NectarError):
+    code = "conflict"
+    status = 409
+
+
+class TooManyRequests(NectarError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, detail: str, retry_after: int, headers: dict[str, str] | None = None):
+        super().__init__(
+            detail, headers={"Retry-After": str(max(1, retry_after)), **(headers or {})}
+        )
+        self.retry_after = retry_after
+
+
+class PayloadTooLarge(NectarError):
+    code = "payload_too_large"
+    status = 413
+
+
+def error_body(code: str, detail: str) -> dict[str, str]:
+    return {"error": code, "detail": detail}
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: str
+
+
+_DESCRIPTIONS = {
+    400: "the request breaks a rule (the detail says which)",
+    401: "missing, expired or revoked credentials",
+    403: "the caller's role may not do this",
+    404: "no such resource, or not visible to the caller",
+    409: "conflicts with the current state",
+    413: "request body too large",
+    422: "the request is malformed (the detail names the field)",
+    429: "rate limited; see Retry-After",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries documenting the error shape for these status codes."""
+    return {
+        code: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(code, "error")}
+        for code in codes
+    }
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def _describe_validation(errors: list[Any]) -> str:
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":
+            return "request body is not valid JSON"
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NectarError)
+    async def _nectar(_request: Request, exc: NectarError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.code, exc.detail), status_code=exc.status, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            error_body("validation_error", _describe_validation(list(exc.errors()))),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(
+            exc.status_code, "error" if exc.status_code < 500 else "server_error"
+        )
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse(
+            error_body(code, detail), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug. Logged with the path only: request bodies may hold secrets or PII.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_body("internal_error", "an unexpected error occurred; it has been logged"),
+            status_code=500,
+        )

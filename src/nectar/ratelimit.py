@@ -1,0 +1,104 @@
+"""Fixed-window counters: in-process for the embedded mode, Redis when configured.
+
+Windows are aligned to the clock (an hourly limit resets on the hour), so every replica agrees
+on when a window ends. Increments are atomic: concurrent requests cannot race past a limit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    count: int
+    limit: int
+    reset_in: int  # seconds until this window ends
+
+    @property
+    def exceeded(self) -> bool:
+        return self.count > self.limit
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.count)
+
+
+class Limiter(Protocol):
+    async def hit(self, key: str, limit: int, window: int, cost: int = 1) -> Window: ...
+
+    async def peek(self, key: str, limit: int, window: int) -> Window: ...
+
+    async def clear(self, key: str, window: int) -> None: ...
+
+
+def _bucket(window: int, now: float) -> tuple[int, int]:
+    start = int(now // window) * window
+    return start, max(1, math.ceil(start + window - now))
+
+
+class MemoryLimiter:
+    """For a single process. Expired buckets are dropped as new ones are made."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, int, int], int] = {}
+
+    async def hit(self, key: str, limit: int, window: int, cost: int = 1) -> Window:
+        start, reset_in = _bucket(window, time.time())
+        bucket = (key, window, start)
+        if bucket not in self._counts and len(self._counts) > 10_000:
+            self._expire()
+        count = self._counts.get(bucket, 0) + cost
+        self._counts[bucket] = count
+        return Window(count, limit, reset_in)
+
+    async def peek(self, key: str, limit: int, window: int) -> Window:
+        start, reset_in = _bucket(window, time.time())
+        return Window(self._counts.get((key, window, start), 0), limit, reset_in)
+
+    async def clear(self, key: str, window: int) -> None:
+        start, _ = _bucket(window, time.time())
+        self._counts.pop((key, window, start), None)
+
+    def _expire(self) -> None:
+        now = time.time()
+        for bucket in [b for b in self._counts if b[2] + b[1] <= now]:
+            del self._counts[bucket]
+
+
+_HIT = """
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return n
+"""
+
+
+class RedisLimiter:
+    """Shared by every replica. One round trip per hit (INCRBY + EXPIRE in a script)."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._script = redis.register_script(_HIT)
+
+    def _key(self, key: str, window: int, start: int) -> str:
+        return f"{self._prefix}:rl:{key}:{window}:{start}"
+
+    async def hit(self, key: str, limit: int, window: int, cost: int = 1) -> Window:
+        start, reset_in = _bucket(window, time.time())
+        count = await self._script(keys=[self._key(key, window, start)], args=[cost, window + 5])
+        return Window(int(count), limit, reset_in)
+
+    async def peek(self, key: str, limit: int, window: int) -> Window:
+        start, reset_in = _bucket(window, time.time())
+        value = await self._redis.get(self._key(key, window, start))
+        return Window(int(value or 0), limit, reset_in)
+
+    async def clear(self, key: str, window: int) -> None:
+        start, _ = _bucket(window, time.time())
+        await self._redis.delete(self._key(key, window, start))

@@ -1,0 +1,53 @@
+"""Who is calling: bearer-token authentication and role checks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from nectar.deps import SessionDep
+from nectar.errors import Forbidden
+from nectar.users import service
+from nectar.users.exceptions import InvalidToken
+from nectar.users.models import AccessToken, Role, User
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
+
+
+async def _authenticated(
+    request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> tuple[User, AccessToken]:
+    if not token:
+        raise InvalidToken()
+    user, access = await service.user_for_token(session, token)
+    request.state.user_id = str(user.id)
+    return user, access
+
+
+Authenticated = Annotated[tuple[User, AccessToken], Depends(_authenticated)]
+
+
+async def current_user(auth: Authenticated) -> User:
+    return auth[0]
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_roles(*roles: Role) -> object:
+    allowed = {r.value for r in roles}
+    names = " or ".join(sorted(allowed))
+
+    async def check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            raise Forbidden(f"this action needs the role {names}")
+        return user
+
+    return Depends(check)
+
+
+AdminUser = Annotated[User, require_roles(Role.admin)]
+BotManager = Annotated[User, require_roles(Role.admin, Role.member)]
+HandoffWorker = Annotated[User, require_roles(Role.admin, Role.agent, Role.member)]

@@ -1,0 +1,1 @@
+"""The arq worker process (``nectar worker``)."""
