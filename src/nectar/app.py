@@ -14,6 +14,7 @@ from nectar.bots.router import router as bots_router
 from nectar.db import create_engine, sessionmaker
 from nectar.deps import Services
 from nectar.errors import install_error_handlers
+from nectar.knowledge.router import router as knowledge_router
 from nectar.middleware import BodySizeLimit
 from nectar.observability import MetricsMiddleware
 from nectar.observability import router as ops_router
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(users_router)
     app.include_router(bots_router)
+    app.include_router(knowledge_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 Urgency = Literal["low", "medium", "high", "critical"]
 Severity = Literal["info", "warning", "error", "critical"]
@@ -183,7 +184,7 @@ class HandoffConfig(_Strict):
                     raise ValueError("triggers given both in handoff and in ce_internal")
                 data["triggers"] = ce.pop("triggers")
             if ce:
-                raise ValueError(f"ce_internal: unknown key {', '.join(sorted(ce))}")
+                raise _unknown_keys("ce_internal", ce)
         ee = data.pop("enterprise_external", None)
         if ee is not None:
             if not isinstance(ee, dict):
@@ -191,12 +192,20 @@ class HandoffConfig(_Strict):
             ee = dict(ee)
             platforms = ee.pop("webhooks", None) or ee.pop("integrations", None) or {}
             if ee:
-                raise ValueError(f"enterprise_external: unknown key {', '.join(sorted(ee))}")
+                raise _unknown_keys("enterprise_external", ee)
             if platforms and "integrations" in data:
                 raise ValueError("integrations given both in handoff and in enterprise_external")
             if platforms:
                 data["integrations"] = platforms
         return data
+
+
+def _unknown_keys(block: str, leftovers: dict[str, Any]) -> PydanticCustomError:
+    # The error is raised at the handoff level; the paths let parse_config name each key.
+    paths = tuple(f"{block}.{key}" for key in sorted(leftovers))
+    return PydanticCustomError(
+        "unknown_key", "unknown key {keys}", {"keys": ", ".join(paths), "paths": paths}
+    )
 
 
 def _move(src: dict[str, Any], key: str, dst: dict[str, Any], dst_key: str, where: str) -> None:
@@ -248,11 +257,49 @@ def parse_config(raw: Any, source: str = "config") -> NectarBotsConfig:
     try:
         return NectarBotsConfig.model_validate(section)
     except ValidationError as exc:
-        problems = []
+        problems: list[str] = []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in ("nectar_bots", *err["loc"]))
-            problems.append(f"{loc}: {err['msg']}")
+            loc = ".".join(str(p) for p in ("nectar_bots", *_as_written(err["loc"], section)))
+            if err["type"] == "unknown_key":
+                problems.extend(f"{loc}.{path}: unknown key" for path in err["ctx"]["paths"])
+            else:
+                problems.append(f"{loc}: {err['msg']}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+# Where the seed's ce_internal/enterprise_external form puts what the canonical model holds.
+_CE_INTERNAL_PLACES = (
+    (("triggers",), "triggers"),
+    (("notifications", "notification_types"), "notification_methods"),
+    (("notifications", "target_roles"), "target_roles"),
+)
+
+
+def _as_written(loc: tuple[int | str, ...], section: Any) -> tuple[int | str, ...]:
+    """Name an error's location as the file spelled it, not as the canonical model holds it."""
+    handoff = section.get("handoff") if isinstance(section, dict) else None
+    if loc[:1] != ("handoff",) or not isinstance(handoff, dict):
+        return loc
+    rest = loc[1:]
+    ce = handoff.get("ce_internal")
+    if isinstance(ce, dict):
+        for canonical, key in _CE_INTERNAL_PLACES:
+            if rest[: len(canonical)] == canonical and key in ce:
+                return ("handoff", "ce_internal", key, *rest[len(canonical) :])
+    ee = handoff.get("enterprise_external")
+    if isinstance(ee, dict) and rest[:1] == ("integrations",):
+        key = "webhooks" if ee.get("webhooks") else "integrations"
+        if ee.get(key):
+            return ("handoff", "enterprise_external", key, *rest[1:])
+    return loc
+
+
+def referenced_variables(path: Path) -> set[str]:
+    """The environment variables a config file interpolates (empty if it cannot be read)."""
+    try:
+        return {match.group(1) for match in _VAR.finditer(path.read_text(encoding="utf-8"))}
+    except (OSError, UnicodeDecodeError):
+        return set()
 
 
 def load_config(path: Path) -> NectarBotsConfig:

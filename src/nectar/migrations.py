@@ -16,6 +16,19 @@ from nectar.settings import REPO_ROOT
 SCRIPT_LOCATION = REPO_ROOT / "alembic"
 
 
+# Made by hand in migrations, invisible to the models: full-text search structures.
+_HAND_MANAGED_PREFIXES = ("honey_jar_chunks_fts", "ix_honey_jar_chunks_search")
+
+
+def is_hand_managed(name: str | None) -> bool:
+    return bool(name) and str(name).startswith(_HAND_MANAGED_PREFIXES)
+
+
+def include_name(name: str | None, type_: str, _parents: object) -> bool:
+    """Alembic filter: autogenerate and drift checks ignore the hand-made search structures."""
+    return not (type_ in ("table", "index") and is_hand_managed(name))
+
+
 def alembic_config(database_url: str) -> Config:
     cfg = (
         Config(str(REPO_ROOT / "alembic.ini")) if (REPO_ROOT / "alembic.ini").exists() else Config()

@@ -1,7 +1,21 @@
 """Every table, imported in one place so the metadata (and Alembic) sees them all."""
 
 from nectar.bots.models import NectarBot
+from nectar.chat.models import Conversation, Message, Usage
 from nectar.db import metadata
+from nectar.knowledge.models import BotHoneyJar, Chunk, Document, HoneyJar
 from nectar.users.models import AccessToken, User
 
-__all__ = ["AccessToken", "NectarBot", "User", "metadata"]
+__all__ = [
+    "AccessToken",
+    "BotHoneyJar",
+    "Chunk",
+    "Conversation",
+    "Document",
+    "HoneyJar",
+    "Message",
+    "NectarBot",
+    "Usage",
+    "User",
+    "metadata",
+]

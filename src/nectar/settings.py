@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -10,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from nectar.config import NectarBotsConfig, load_config
+from nectar.config import NectarBotsConfig, load_config, referenced_variables
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_PREFIX = "NECTAR_"
@@ -70,10 +71,13 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def config_path(self) -> Path:
+        return self.config if self.config.is_absolute() else _resolve(self.config)
+
     @cached_property
     def nectar_bots(self) -> NectarBotsConfig:
-        path = self.config if self.config.is_absolute() else _resolve(self.config)
-        return load_config(path)
+        return load_config(self.config_path)
 
 
 def _resolve(path: Path) -> Path:
@@ -83,14 +87,18 @@ def _resolve(path: Path) -> Path:
     return REPO_ROOT / path
 
 
-def check_unknown_env(environ: os._Environ[str] | dict[str, str] | None = None) -> None:
+def check_unknown_env(
+    environ: os._Environ[str] | dict[str, str] | None = None, also_known: Iterable[str] = ()
+) -> None:
+    """Reject NECTAR_* variables that are neither settings nor ``also_known`` (config ${VAR}s)."""
     env = os.environ if environ is None else environ
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    allowed = known | {name.upper() for name in also_known}
     unknown = sorted(
         key
         for key in env
         if key.upper().startswith(ENV_PREFIX)
-        and key.upper() not in known
+        and key.upper() not in allowed
         and not key.upper().startswith(_IGNORED_ENV_PREFIXES)
     )
     if unknown:
@@ -103,11 +111,12 @@ def load_settings(**overrides: object) -> Settings:
     """Read and validate every setting, including the YAML file, or raise SettingsError."""
     from pydantic import ValidationError
 
-    check_unknown_env()
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError(_describe(exc, ENV_PREFIX)) from None
+    # A variable the config file interpolates (e.g. NECTAR_HANDOFF_MODE) is not a typo.
+    check_unknown_env(also_known=referenced_variables(settings.config_path))
     settings.nectar_bots  # noqa: B018 - load the YAML now so a bad file stops start-up
     return settings
 

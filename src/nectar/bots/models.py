@@ -30,9 +30,6 @@ class NectarBot(SQLModel, table=True):
     slug: str | None = Field(default=None, sa_column=sa.Column(sa.String(64), unique=True))
     description: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
     system_prompt: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
-    honey_jar_ids: list[Any] = Field(
-        default_factory=list, sa_column=sa.Column(JSONType, nullable=False)
-    )
     max_conversation_length: int = 20
     confidence_threshold: float = 0.7
     rate_limit_per_hour: int = Field(

@@ -33,7 +33,7 @@ async def create_bot(
 ) -> BotEnvelope:
     """Create a bot. The response holds the full API key; it is never shown again."""
     bot, key = await service.create_bot(session, user, data, services.settings.nectar_bots)
-    public = bot_public(bot)
+    public = bot_public(bot, data.honey_jar_ids or [])
     return BotEnvelope(message="Bot created", bot=BotWithKey(**public.model_dump(), api_key=key))
 
 
@@ -46,12 +46,14 @@ async def list_bots(
     search: Annotated[str | None, Query(max_length=100, description="part of the name")] = None,
 ) -> BotList:
     bots, pagination = await service.list_bots(session, user, page, status, search)
-    return BotList(bots=[bot_public(b) for b in bots], pagination=pagination)
+    jars = await service.jar_ids(session, [b.id for b in bots])
+    return BotList(bots=[bot_public(b, jars[b.id]) for b in bots], pagination=pagination)
 
 
 @router.get("/{bot_id}", response_model=BotPublic, responses=_ERRORS)
 async def get_bot(bot_id: uuid.UUID, user: BotManager, session: SessionDep) -> BotPublic:
-    return bot_public(await service.get_bot(session, user, bot_id))
+    bot = await service.get_bot(session, user, bot_id)
+    return bot_public(bot, (await service.jar_ids(session, [bot.id]))[bot.id])
 
 
 @router.put("/{bot_id}", response_model=BotEnvelope, responses=_ERRORS)
@@ -60,7 +62,8 @@ async def update_bot(
 ) -> BotEnvelope:
     """Change the fields sent; the others keep their values."""
     bot = await service.update_bot(session, user, bot_id, data)
-    return BotEnvelope(message="Bot updated", bot=bot_public(bot))
+    jars = await service.jar_ids(session, [bot.id])
+    return BotEnvelope(message="Bot updated", bot=bot_public(bot, jars[bot.id]))
 
 
 @router.delete("/{bot_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)

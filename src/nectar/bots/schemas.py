@@ -34,8 +34,12 @@ def _dedupe(values: list[str]) -> list[str]:
     return list(seen.values())
 
 
+def _unique(values: list[uuid.UUID]) -> list[uuid.UUID]:
+    return list(dict.fromkeys(values))
+
+
 Keywords = Annotated[list[Keyword], Field(max_length=100), AfterValidator(_dedupe)]
-JarIds = Annotated[list[uuid.UUID], Field(max_length=50)]
+JarIds = Annotated[list[uuid.UUID], Field(max_length=50), AfterValidator(_unique)]
 
 
 class _BotFields(BaseModel):
@@ -119,5 +123,6 @@ class ApiKeyEnvelope(BaseModel):
     api_key: str
 
 
-def bot_public(bot: Any) -> BotPublic:
-    return BotPublic.model_validate(bot)
+def bot_public(bot: Any, jar_ids: list[uuid.UUID]) -> BotPublic:
+    data = {name: getattr(bot, name) for name in BotPublic.model_fields if name != "honey_jar_ids"}
+    return BotPublic.model_validate({**data, "honey_jar_ids": jar_ids})

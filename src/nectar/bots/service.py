@@ -18,6 +18,7 @@ from nectar.bots.schemas import BotCreate, BotUpdate
 from nectar.config import NectarBotsConfig
 from nectar.db import utcnow
 from nectar.errors import BadRequest
+from nectar.knowledge import service as knowledge
 from nectar.pagination import PageParams, Pagination
 from nectar.users.models import Role, User
 
@@ -27,7 +28,6 @@ def _defaults(config: NectarBotsConfig) -> dict[str, object]:
     return {
         "description": "",
         "system_prompt": "",
-        "honey_jar_ids": [],
         "max_conversation_length": triggers.max_conversation_length,
         "confidence_threshold": config.defaults.confidence_threshold,
         "rate_limit_per_hour": config.defaults.rate_limit_per_hour,
@@ -62,10 +62,8 @@ async def _free_slug(session: AsyncSession, base: str) -> str:
     return f"{base}-{n}"
 
 
-def _json_ready(values: dict[str, object]) -> dict[str, object]:
-    if "honey_jar_ids" in values and values["honey_jar_ids"] is not None:
-        values["honey_jar_ids"] = [str(v) for v in values["honey_jar_ids"]]  # type: ignore[attr-defined]
-    if "status" in values and values["status"] is not None:
+def _column_values(values: dict[str, object]) -> dict[str, object]:
+    if values.get("status") is not None:
         values["status"] = str(values["status"])
     return values
 
@@ -89,7 +87,9 @@ async def create_bot(
 ) -> tuple[NectarBot, str]:
     """Create a bot; returns it with its API key, which is not stored and not shown again."""
     values = _defaults(config)
-    values.update(_json_ready(data.model_dump(exclude_none=True)))
+    values.update(_column_values(data.model_dump(exclude_none=True, exclude={"honey_jar_ids"})))
+    jar_ids = data.honey_jar_ids or []
+    await knowledge.check_linkable(session, owner, jar_ids)
     key = security.new_api_key()
     bot = NectarBot(
         owner_id=owner.id,
@@ -101,7 +101,14 @@ async def create_bot(
         bot.slug = await _free_slug(session, slugify(bot.name))
     _check_limits(bot)
     await _flush(session, bot)
+    await knowledge.set_bot_jars(session, bot.id, jar_ids)
     return bot, key
+
+
+async def jar_ids(
+    session: AsyncSession, bot_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    return await knowledge.jars_of_bots(session, bot_ids)
 
 
 async def get_bot(session: AsyncSession, actor: User, bot_id: uuid.UUID) -> NectarBot:
@@ -140,7 +147,11 @@ async def update_bot(
     session: AsyncSession, actor: User, bot_id: uuid.UUID, data: BotUpdate
 ) -> NectarBot:
     bot = await get_bot(session, actor, bot_id)
-    for field, value in _json_ready(data.model_dump(exclude_unset=True)).items():
+    if data.honey_jar_ids is not None:
+        await knowledge.check_linkable(session, actor, data.honey_jar_ids)
+        await knowledge.set_bot_jars(session, bot.id, data.honey_jar_ids)
+    changes = data.model_dump(exclude_unset=True, exclude={"honey_jar_ids"})
+    for field, value in _column_values(changes).items():
         if value is None and field not in ("slug",):
             raise BadRequest(f"{field} cannot be null")
         setattr(bot, field, value)
