@@ -11,6 +11,9 @@ from redis.asyncio import Redis
 
 from nectar import __version__, bootstrap, migrations
 from nectar.bots.router import router as bots_router
+from nectar.chat.directory import BotDirectory
+from nectar.chat.responders import build_responder
+from nectar.chat.router import router as chat_router
 from nectar.db import create_engine, sessionmaker
 from nectar.deps import Services
 from nectar.errors import install_error_handlers
@@ -63,11 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limiter = RedisLimiter(redis, settings.redis_prefix)
         else:
             limiter = MemoryLimiter()
+        responder = build_responder(settings.nectar_bots.responder)
         services = Services(
             settings=settings,
             engine=engine,
             sessions=sessionmaker(engine),
             limiter=limiter,
+            bots=BotDirectory(engine, limiter),
+            responder=responder,
             redis=redis,
         )
         app.state.services = services
@@ -76,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await bootstrap.ensure_admin(settings, services.sessions)
             yield
         finally:
+            await responder.aclose()
             if redis is not None:
                 await redis.aclose()
             await engine.dispose()
@@ -91,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(users_router)
+    # Before the bots router: /api/nectar-bots/public/... must not be read as a bot id.
+    app.include_router(chat_router)
     app.include_router(bots_router)
     app.include_router(knowledge_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -221,9 +221,31 @@ class BotDefaults(_Strict):
     rate_limit_per_day: int = Field(default=1000, ge=1)
 
 
+class OpenAIConfig(_Strict):
+    """Any OpenAI-compatible chat completions endpoint: OpenAI, vLLM, Ollama, llama.cpp."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    max_tokens: int = Field(default=400, ge=16, le=16_384)
+    # Ask for token log-probabilities (used for confidence when the server returns them).
+    logprobs: bool = True
+    history_messages: int = Field(default=6, ge=0, le=50)
+
+
+class ResponderConfig(_Strict):
+    provider: Literal["builtin", "openai"] = "builtin"
+    # Passages retrieved per turn and handed to the responder.
+    passages: int = Field(default=12, ge=1, le=50)
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
+
+
 class NectarBotsConfig(_Strict):
     enabled: bool = True
     defaults: BotDefaults = Field(default_factory=BotDefaults)
+    responder: ResponderConfig = Field(default_factory=ResponderConfig)
     handoff: HandoffConfig = Field(default_factory=HandoffConfig)
 
 

@@ -6,8 +6,9 @@ and rolls back on error. Services ``flush()``; they never ``commit()``.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+log = logging.getLogger(__name__)
 
 # Stable constraint names, so migrations can drop and alter them on both databases.
 SQLModel.metadata.naming_convention = {
@@ -96,11 +99,23 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run ``callback`` once this unit of work has committed (never if it rolls back).
+
+    For effects other processes must not see before the data exists: enqueueing a job,
+    dropping a cache entry.
+    """
+    session.info.setdefault("after_commit", []).append(callback)
+
+
 @asynccontextmanager
 async def session_scope(
     factory: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
-    """The unit of work: commit on success, roll back on any error."""
+    """The unit of work: commit on success, roll back on any error, then after-commit hooks."""
     async with factory() as session:
         try:
             yield session
@@ -108,3 +123,10 @@ async def session_scope(
         except BaseException:
             await session.rollback()
             raise
+        for callback in session.info.pop("after_commit", []):
+            try:
+                await callback()
+            except Exception:
+                # The data is committed; a failed side effect is repaired by its owner
+                # (cache expiry, the outbox sweeper), never by failing the request.
+                log.exception("after-commit hook failed")

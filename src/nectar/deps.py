@@ -12,6 +12,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from nectar.chat.directory import BotDirectory
+from nectar.chat.responders.base import Responder
 from nectar.db import session_scope
 from nectar.ratelimit import Limiter
 from nectar.settings import Settings
@@ -23,6 +25,8 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     limiter: Limiter
+    bots: BotDirectory
+    responder: Responder
     redis: Redis | None = None
 
 

@@ -36,6 +36,17 @@ class Limiter(Protocol):
 
     async def clear(self, key: str, window: int) -> None: ...
 
+    async def hit_many(
+        self, hits: list[tuple[str, int, int]], read: str | None = None
+    ) -> tuple[list[Window], str | None]:
+        """Count one hit in each (key, limit, window) at once; also return the value of
+        ``read`` (a plain key) from the same round trip."""
+        ...
+
+    async def incr(self, key: str) -> None:
+        """Bump a plain counter (used as a generation number)."""
+        ...
+
 
 def _bucket(window: int, now: float) -> tuple[int, int]:
     start = int(now // window) * window
@@ -47,6 +58,7 @@ class MemoryLimiter:
 
     def __init__(self) -> None:
         self._counts: dict[tuple[str, int, int], int] = {}
+        self._plain: dict[str, str] = {}
 
     async def hit(self, key: str, limit: int, window: int, cost: int = 1) -> Window:
         start, reset_in = _bucket(window, time.time())
@@ -65,6 +77,15 @@ class MemoryLimiter:
         start, _ = _bucket(window, time.time())
         self._counts.pop((key, window, start), None)
 
+    async def hit_many(
+        self, hits: list[tuple[str, int, int]], read: str | None = None
+    ) -> tuple[list[Window], str | None]:
+        windows = [await self.hit(key, limit, window) for key, limit, window in hits]
+        return windows, self._plain.get(read) if read else None
+
+    async def incr(self, key: str) -> None:
+        self._plain[key] = str(int(self._plain.get(key, "0")) + 1)
+
     def _expire(self) -> None:
         now = time.time()
         for bucket in [b for b in self._counts if b[2] + b[1] <= now]:
@@ -78,6 +99,22 @@ return n
 """
 
 
+_HIT_MANY = """
+local out = {}
+local n = #KEYS
+if ARGV[1] == '1' then n = n - 1 end
+for i = 1, n do
+  local c = redis.call('INCR', KEYS[i])
+  if c == 1 then redis.call('EXPIRE', KEYS[i], ARGV[i + 1]) end
+  out[i] = c
+end
+if ARGV[1] == '1' then
+  out[n + 1] = redis.call('GET', KEYS[n + 1]) or false
+end
+return out
+"""
+
+
 class RedisLimiter:
     """Shared by every replica. One round trip per hit (INCRBY + EXPIRE in a script)."""
 
@@ -85,6 +122,7 @@ class RedisLimiter:
         self._redis = redis
         self._prefix = prefix
         self._script = redis.register_script(_HIT)
+        self._script_many = redis.register_script(_HIT_MANY)
 
     def _key(self, key: str, window: int, start: int) -> str:
         return f"{self._prefix}:rl:{key}:{window}:{start}"
@@ -102,3 +140,28 @@ class RedisLimiter:
     async def clear(self, key: str, window: int) -> None:
         start, _ = _bucket(window, time.time())
         await self._redis.delete(self._key(key, window, start))
+
+    async def hit_many(
+        self, hits: list[tuple[str, int, int]], read: str | None = None
+    ) -> tuple[list[Window], str | None]:
+        now = time.time()
+        keys, expiries, resets = [], [], []
+        for key, _limit, window in hits:
+            start, reset_in = _bucket(window, now)
+            keys.append(self._key(key, window, start))
+            expiries.append(window + 5)
+            resets.append(reset_in)
+        if read:
+            keys.append(f"{self._prefix}:{read}")
+        result = await self._script_many(keys=keys, args=["1" if read else "0", *expiries])
+        windows = [
+            Window(int(count), limit, reset)
+            for count, (_key, limit, _window), reset in zip(result, hits, resets, strict=False)
+        ]
+        value = result[len(hits)] if read and len(result) > len(hits) else None
+        if isinstance(value, bytes):
+            value = value.decode()
+        return windows, value
+
+    async def incr(self, key: str) -> None:
+        await self._redis.incr(f"{self._prefix}:{key}")

@@ -58,25 +58,31 @@ async def get_bot(bot_id: uuid.UUID, user: BotManager, session: SessionDep) -> B
 
 @router.put("/{bot_id}", response_model=BotEnvelope, responses=_ERRORS)
 async def update_bot(
-    bot_id: uuid.UUID, data: BotUpdate, user: BotManager, session: SessionDep
+    bot_id: uuid.UUID,
+    data: BotUpdate,
+    user: BotManager,
+    session: SessionDep,
+    services: ServicesDep,
 ) -> BotEnvelope:
     """Change the fields sent; the others keep their values."""
-    bot = await service.update_bot(session, user, bot_id, data)
+    bot = await service.update_bot(session, user, bot_id, data, services.bots.changed)
     jars = await service.jar_ids(session, [bot.id])
     return BotEnvelope(message="Bot updated", bot=bot_public(bot, jars[bot.id]))
 
 
 @router.delete("/{bot_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
-async def delete_bot(bot_id: uuid.UUID, user: BotManager, session: SessionDep) -> Response:
+async def delete_bot(
+    bot_id: uuid.UUID, user: BotManager, session: SessionDep, services: ServicesDep
+) -> Response:
     """Delete the bot and everything that belongs to it."""
-    await service.delete_bot(session, user, bot_id)
+    await service.delete_bot(session, user, bot_id, services.bots.changed)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{bot_id}/regenerate-api-key", response_model=ApiKeyEnvelope, responses=_ERRORS)
 async def regenerate_api_key(
-    bot_id: uuid.UUID, user: BotManager, session: SessionDep
+    bot_id: uuid.UUID, user: BotManager, session: SessionDep, services: ServicesDep
 ) -> ApiKeyEnvelope:
     """Issue a new API key; the old key stops working immediately."""
-    _bot, key = await service.regenerate_api_key(session, user, bot_id)
+    _bot, key = await service.regenerate_api_key(session, user, bot_id, services.bots.changed)
     return ApiKeyEnvelope(message="API key regenerated", api_key=key)

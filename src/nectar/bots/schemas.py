@@ -10,8 +10,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from nectar.bots.models import BotStatus
 from nectar.pagination import Pagination
@@ -58,6 +61,15 @@ class _BotFields(BaseModel):
     handoff_keywords: Keywords | None = None
     handoff_confidence_threshold: Probability | None = None
     status: BotStatus | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        # ``None`` above means "not sent"; an explicit null would otherwise be stored as the
+        # default on create and be a 400 on update. Only a slug may be cleared.
+        if value is None and info.field_name != "slug":
+            raise PydanticCustomError("null_not_allowed", "may not be null; leave it out instead")
+        return value
 
     @model_validator(mode="after")
     def _limits_consistent(self) -> _BotFields:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +17,7 @@ from nectar.bots.exceptions import BotNotFound, SlugTaken
 from nectar.bots.models import BotStatus, NectarBot
 from nectar.bots.schemas import BotCreate, BotUpdate
 from nectar.config import NectarBotsConfig
-from nectar.db import utcnow
+from nectar.db import after_commit, utcnow
 from nectar.errors import BadRequest
 from nectar.knowledge import service as knowledge
 from nectar.pagination import PageParams, Pagination
@@ -73,13 +74,34 @@ def _check_limits(bot: NectarBot) -> None:
         raise BadRequest("rate_limit_per_day must be at least rate_limit_per_hour")
 
 
-async def _flush(session: AsyncSession, bot: NectarBot) -> None:
-    session.add(bot)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        raise SlugTaken(bot.slug or "") from None
+_SLUG_ATTEMPTS = 5
+
+
+async def _save(session: AsyncSession, bot: NectarBot, changes: dict[str, object]) -> None:
+    """Apply ``changes`` to the bot and flush it inside a savepoint.
+
+    A public bot without a slug gets one derived from its name; a concurrent request may take
+    that slug first, and then the next free one is tried. A slug the caller chose that is taken
+    is a 409. The changes are made inside the savepoint, not before it: ``begin_nested`` flushes
+    pending changes before it starts, and a failure there would doom the whole transaction.
+    """
+    for attempt in range(_SLUG_ATTEMPTS):
+        try:
+            async with session.begin_nested():
+                for field, value in changes.items():
+                    setattr(bot, field, value)
+                slug, derived = bot.slug, bot.is_public and not bot.slug
+                if derived:
+                    slug = bot.slug = await _free_slug(session, slugify(bot.name))
+                _check_limits(bot)
+                session.add(bot)
+                await session.flush()
+            return
+        except IntegrityError:
+            if not derived or attempt == _SLUG_ATTEMPTS - 1:
+                raise SlugTaken(slug or "") from None
+            if sa.inspect(bot).persistent:
+                await session.refresh(bot)  # the rollback expired the changed attributes
 
 
 async def create_bot(
@@ -91,16 +113,14 @@ async def create_bot(
     jar_ids = data.honey_jar_ids or []
     await knowledge.check_linkable(session, owner, jar_ids)
     key = security.new_api_key()
+    slug = values.pop("slug", None)
     bot = NectarBot(
         owner_id=owner.id,
         api_key_hash=security.hash_secret(key),
         api_key_hint=security.secret_hint(key),
         **values,  # type: ignore[arg-type]
     )
-    if bot.is_public and not bot.slug:
-        bot.slug = await _free_slug(session, slugify(bot.name))
-    _check_limits(bot)
-    await _flush(session, bot)
+    await _save(session, bot, {"slug": slug})
     await knowledge.set_bot_jars(session, bot.id, jar_ids)
     return bot, key
 
@@ -143,38 +163,52 @@ async def list_bots(
     return list(rows), page.result(total)
 
 
+OnChange = Callable[[uuid.UUID], Awaitable[None]]
+
+
+def _announce(session: AsyncSession, bot_id: uuid.UUID, on_change: OnChange | None) -> None:
+    """After commit, let cached copies of the bot (API key lookups) go."""
+    if on_change is not None:
+        callback = on_change
+        after_commit(session, lambda: callback(bot_id))
+
+
 async def update_bot(
-    session: AsyncSession, actor: User, bot_id: uuid.UUID, data: BotUpdate
+    session: AsyncSession,
+    actor: User,
+    bot_id: uuid.UUID,
+    data: BotUpdate,
+    on_change: OnChange | None = None,
 ) -> NectarBot:
     bot = await get_bot(session, actor, bot_id)
+    _announce(session, bot.id, on_change)
     if data.honey_jar_ids is not None:
         await knowledge.check_linkable(session, actor, data.honey_jar_ids)
         await knowledge.set_bot_jars(session, bot.id, data.honey_jar_ids)
-    changes = data.model_dump(exclude_unset=True, exclude={"honey_jar_ids"})
-    for field, value in _column_values(changes).items():
+    changes = _column_values(data.model_dump(exclude_unset=True, exclude={"honey_jar_ids"}))
+    for field, value in changes.items():
         if value is None and field not in ("slug",):
             raise BadRequest(f"{field} cannot be null")
-        setattr(bot, field, value)
-    if bot.is_public and not bot.slug:
-        bot.slug = await _free_slug(session, slugify(bot.name))
-    _check_limits(bot)
-    bot.updated_at = utcnow()
-    await _flush(session, bot)
+    await _save(session, bot, {**changes, "updated_at": utcnow()})
     return bot
 
 
-async def delete_bot(session: AsyncSession, actor: User, bot_id: uuid.UUID) -> NectarBot:
+async def delete_bot(
+    session: AsyncSession, actor: User, bot_id: uuid.UUID, on_change: OnChange | None = None
+) -> NectarBot:
     bot = await get_bot(session, actor, bot_id)
+    _announce(session, bot.id, on_change)
     await session.delete(bot)
     await session.flush()
     return bot
 
 
 async def regenerate_api_key(
-    session: AsyncSession, actor: User, bot_id: uuid.UUID
+    session: AsyncSession, actor: User, bot_id: uuid.UUID, on_change: OnChange | None = None
 ) -> tuple[NectarBot, str]:
     """Issue a new key; the old one stops working with this commit."""
     bot = await get_bot(session, actor, bot_id)
+    _announce(session, bot.id, on_change)
     key = security.new_api_key()
     bot.api_key_hash = security.hash_secret(key)
     bot.api_key_hint = security.secret_hint(key)

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from nectar.chat import service
+from nectar.chat.schemas import ChatRequest, ChatResponse, MessageList, PublicBot
+from nectar.deps import ClientIPDep, ServicesDep
+from nectar.errors import responses
+
+router = APIRouter(prefix="/api/nectar-bots", tags=["chat"])
+
+_bearer = HTTPBearer(auto_error=False, scheme_name="BotApiKey", description="nb_… API key")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="BotApiKeyHeader")
+
+
+def api_key(
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> str | None:
+    """The bot's key from `Authorization: Bearer nb_…` or `X-API-Key: nb_…`."""
+    return bearer.credentials if bearer else header
+
+
+ApiKey = Annotated[str | None, Depends(api_key)]
+_CHAT_ERRORS = responses(401, 403, 404, 413, 422, 429)
+
+
+@router.post("/{bot_id}/chat", response_model=ChatResponse, responses=_CHAT_ERRORS)
+async def chat(
+    bot_id: uuid.UUID,
+    request: ChatRequest,
+    key: ApiKey,
+    services: ServicesDep,
+    response: Response,
+) -> ChatResponse:
+    """Send the user's message; get the bot's answer, or a handoff to a human.
+
+    Every response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+    `X-RateLimit-Reset` (seconds until the tighter of the hourly and daily windows resets).
+    """
+    bot, limits = await service.admit_key(services, bot_id, key)
+    response.headers.update(limits.headers())
+    return await service.handle_turn(services, bot, request, services.responder)
+
+
+@router.get(
+    "/{bot_id}/conversations/{conversation_id}/messages",
+    response_model=MessageList,
+    responses=responses(401, 403, 404, 422),
+)
+async def messages(
+    bot_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    key: ApiKey,
+    services: ServicesDep,
+    after: Annotated[uuid.UUID | None, Query(description="only messages after this one")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+) -> MessageList:
+    """The conversation so far: user, bot and agent messages, oldest first."""
+    bot = await service.authenticate_key(services, bot_id, key)
+    return await service.list_messages(services.engine, bot, conversation_id, after, limit)
+
+
+@router.get("/public/{slug}", response_model=PublicBot, responses=responses(403, 404))
+async def public_info(slug: str, services: ServicesDep) -> PublicBot:
+    """A public bot's name and description (no key needed)."""
+    bot = await service.public_info(services, slug)
+    return PublicBot(slug=slug, name=bot.name, description=bot.description)
+
+
+@router.post("/public/{slug}/chat", response_model=ChatResponse, responses=_CHAT_ERRORS)
+async def public_chat(
+    slug: str,
+    request: ChatRequest,
+    services: ServicesDep,
+    ip: ClientIPDep,
+    response: Response,
+) -> ChatResponse:
+    """Chat with a public bot without a key; the bot's limits apply per client IP."""
+    bot, limits = await service.admit_public(services, slug, ip)
+    response.headers.update(limits.headers())
+    return await service.handle_turn(services, bot, request, services.responder)
+
+
+@router.get(
+    "/public/{slug}/conversations/{conversation_id}/messages",
+    response_model=MessageList,
+    responses=responses(404, 422),
+)
+async def public_messages(
+    slug: str,
+    conversation_id: uuid.UUID,
+    services: ServicesDep,
+    after: Annotated[uuid.UUID | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+) -> MessageList:
+    """A public conversation, readable by whoever holds its (unguessable) id."""
+    bot = await service.public_info(services, slug)
+    return await service.list_messages(services.engine, bot, conversation_id, after, limit)

@@ -1,0 +1,378 @@
+"""The chat turn: the hot path. A few Core statements per turn, no ORM unit of work.
+
+A turn reads (conversation, recent history, retrieval) in one short transaction, asks the
+responder outside any transaction (a model call may take seconds), then writes the user
+message, the reply and the usage row in a second one. Message order comes from an atomic
+counter on the conversation, so concurrent turns of one conversation never collide.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from nectar.chat.directory import BotSnapshot, generation_key
+from nectar.chat.exceptions import (
+    BotInactive,
+    BotUnavailable,
+    ConversationNotFound,
+    InvalidApiKey,
+    MessageNotFound,
+)
+from nectar.chat.models import Conversation, Message, MessageRole, Usage
+from nectar.chat.responders.base import Answer, HistoryItem, Question, Responder
+from nectar.chat.schemas import ChatRequest, ChatResponse, MessageList, MessageOut, SourceOut
+from nectar.db import new_id, utcnow
+from nectar.deps import Services
+from nectar.errors import TooManyRequests
+from nectar.knowledge.search import search
+
+HISTORY_TURNS = 10
+HOUR, DAY = 3600, 86400
+
+_CONV = Conversation.__table__  # type: ignore[attr-defined]
+_MSG = Message.__table__  # type: ignore[attr-defined]
+_USAGE = Usage.__table__  # type: ignore[attr-defined]
+
+
+# --- who is calling, and may they -------------------------------------------------------------
+
+
+def _usable(bot: BotSnapshot) -> BotSnapshot:
+    if bot.status == "inactive":
+        raise BotInactive()
+    if bot.status == "maintenance":
+        raise BotUnavailable()
+    return bot
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    limit: int
+    remaining: int
+    reset: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset),
+        }
+
+
+async def admit_key(
+    services: Services, bot_id: uuid.UUID, api_key: str | None
+) -> tuple[BotSnapshot, Limits]:
+    """Authenticate a bot API key and count the request against the bot's limits."""
+    if not api_key:
+        raise InvalidApiKey()
+    key = api_key
+
+    async def find() -> BotSnapshot:
+        bot = await services.bots.by_key(key)
+        if bot is None or bot.id != bot_id:
+            raise InvalidApiKey()
+        return _usable(bot)
+
+    return await _admit(services, find, lambda bot: f"chat:{bot.id}")
+
+
+async def admit_public(services: Services, slug: str, client_ip: str) -> tuple[BotSnapshot, Limits]:
+    """A public bot by slug; its limits apply per client IP."""
+
+    async def find() -> BotSnapshot:
+        return _usable(await find_public(services, slug))
+
+    return await _admit(services, find, lambda bot: f"chat:{bot.id}:ip:{client_ip}")
+
+
+async def find_public(services: Services, slug: str) -> BotSnapshot:
+    from nectar.bots.exceptions import BotNotFound
+
+    bot = await services.bots.by_slug(slug)
+    if bot is None or not bot.is_public:
+        raise BotNotFound()
+    return bot
+
+
+async def authenticate_key(
+    services: Services, bot_id: uuid.UUID, api_key: str | None
+) -> BotSnapshot:
+    """For reads: the key must be this bot's; no rate limit is counted."""
+    bot = await services.bots.by_key(api_key) if api_key else None
+    if bot is None or bot.id != bot_id:
+        raise InvalidApiKey()
+    return bot
+
+
+async def public_info(services: Services, slug: str) -> BotSnapshot:
+    return _usable(await find_public(services, slug))
+
+
+async def _admit(
+    services: Services,
+    find: Callable[[], Awaitable[BotSnapshot]],
+    scope: Callable[[BotSnapshot], str],
+) -> tuple[BotSnapshot, Limits]:
+    bot = await find()
+    windows, generation = await services.limiter.hit_many(
+        [
+            (f"{scope(bot)}:h", bot.rate_limit_per_hour, HOUR),
+            (f"{scope(bot)}:d", bot.rate_limit_per_day, DAY),
+        ],
+        read=generation_key(bot.id),
+    )
+    if generation != bot.generation:
+        # Changed on another replica since we cached it (new key, settings, deleted): reload.
+        services.bots.forget(bot.id)
+        bot = await find()
+    hour, day = windows
+    exceeded = [w for w in windows if w.exceeded]
+    if exceeded:
+        await _record_refusal(services.engine, bot.id)
+        retry = max(w.reset_in for w in exceeded)
+        which = "hourly" if hour.exceeded else "daily"
+        raise TooManyRequests(
+            f"this bot's {which} message limit is reached; retry in {retry} s",
+            retry_after=retry,
+            headers=Limits(exceeded[0].limit, 0, retry).headers(),
+        )
+    tightest = min((hour, day), key=lambda w: (w.remaining, w.reset_in))
+    return bot, Limits(tightest.limit, tightest.remaining, tightest.reset_in)
+
+
+async def _record_refusal(engine: AsyncEngine, bot_id: uuid.UUID) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(_USAGE).values(
+                id=new_id(),
+                bot_id=bot_id,
+                rate_limit_hit=True,
+                knowledge_matches=0,
+                created_at=utcnow(),
+            )
+        )
+
+
+# --- the turn ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    conversation_id: uuid.UUID
+    is_new: bool
+    handled_by: str
+    history: list[HistoryItem]
+
+
+async def _load(conn: AsyncConnection, bot: BotSnapshot, request: ChatRequest) -> _Context:
+    if request.conversation_id is None:
+        return _Context(new_id(), True, "bot", [])
+    row = (
+        await conn.execute(
+            sa.select(_CONV.c.handled_by).where(
+                _CONV.c.id == request.conversation_id, _CONV.c.bot_id == bot.id
+            )
+        )
+    ).first()
+    if row is None:
+        raise ConversationNotFound()
+    rows = await conn.execute(
+        sa.select(_MSG.c.role, _MSG.c.content, _MSG.c.confidence)
+        .where(_MSG.c.conversation_id == request.conversation_id)
+        .order_by(_MSG.c.seq.desc())
+        .limit(HISTORY_TURNS)
+    )
+    history = [HistoryItem(r.role, r.content, r.confidence) for r in rows][::-1]
+    return _Context(request.conversation_id, False, row.handled_by, history)
+
+
+def _retrieval_text(message: str, history: list[HistoryItem]) -> str:
+    """The question plus the previous user message, so a follow-up ("and on Free?") finds
+    the article the conversation is about."""
+    previous = next((h.content for h in reversed(history) if h.role == "user"), "")
+    return f"{message} {previous}".strip()
+
+
+async def handle_turn(
+    services: Services, bot: BotSnapshot, request: ChatRequest, responder: Responder
+) -> ChatResponse:
+    started = time.perf_counter()
+    async with services.engine.connect() as conn:
+        ctx = await _load(conn, bot, request)
+        hits = (
+            await search(
+                conn,
+                list(bot.jar_ids),
+                _retrieval_text(request.message, ctx.history),
+                services.settings.nectar_bots.responder.passages,
+            )
+            if ctx.handled_by == "bot"
+            else []
+        )
+    answer: Answer | None = None
+    if ctx.handled_by == "bot":
+        answer = await responder.answer(
+            Question(
+                bot_name=bot.name,
+                system_prompt=bot.system_prompt,
+                message=request.message,
+                history=ctx.history,
+                passages=hits,
+            )
+        )
+    elapsed_ms = int((time.perf_counter() - started) * 1000)
+    user_message_id, reply_id = new_id(), new_id()
+    async with services.engine.begin() as conn:
+        now = utcnow()
+        added = 2 if answer is not None else 1
+        if ctx.is_new:
+            await conn.execute(
+                sa.insert(_CONV).values(**_new_conversation(ctx, bot, request, added, now))
+            )
+            first_seq = 1
+        else:
+            count = (
+                await conn.execute(
+                    sa.update(_CONV)
+                    .where(_CONV.c.id == ctx.conversation_id)
+                    .values(
+                        message_count=_CONV.c.message_count + added,
+                        last_message_at=now,
+                    )
+                    .returning(_CONV.c.message_count)
+                )
+            ).scalar_one_or_none()
+            if count is None:  # deleted between the two transactions
+                raise ConversationNotFound()
+            first_seq = count - added + 1
+        rows: list[dict[str, Any]] = [
+            {
+                "id": user_message_id,
+                "conversation_id": ctx.conversation_id,
+                "seq": first_seq,
+                "role": MessageRole.user.value,
+                "content": request.message,
+                "confidence": None,
+                "sources": None,
+                "response_time_ms": None,
+                "created_at": now,
+            }
+        ]
+        sources = [
+            {
+                "document_id": str(s.document_id),
+                "title": s.title,
+                "heading": s.heading,
+                "score": s.score,
+            }
+            for s in (answer.sources if answer else [])
+        ]
+        if answer is not None:
+            rows.append(
+                {
+                    "id": reply_id,
+                    "conversation_id": ctx.conversation_id,
+                    "seq": first_seq + 1,
+                    "role": MessageRole.bot.value,
+                    "content": answer.text,
+                    "confidence": answer.confidence,
+                    "sources": sources,
+                    "response_time_ms": elapsed_ms,
+                    "created_at": now,
+                }
+            )
+        await conn.execute(sa.insert(_MSG), rows)
+        await conn.execute(
+            sa.insert(_USAGE).values(
+                id=new_id(),
+                bot_id=bot.id,
+                conversation_id=ctx.conversation_id,
+                message_id=reply_id if answer is not None else user_message_id,
+                response_time_ms=elapsed_ms,
+                confidence=answer.confidence if answer else None,
+                knowledge_matches=len(hits),
+                rate_limit_hit=False,
+                handled_by=ctx.handled_by,
+                created_at=now,
+            )
+        )
+    return ChatResponse(
+        conversation_id=ctx.conversation_id,
+        message_id=reply_id if answer is not None else user_message_id,
+        reply=answer.text if answer else None,
+        confidence=answer.confidence if answer else None,
+        handled_by="bot" if answer is not None else "human",
+        sources=[SourceOut.model_validate(s) for s in sources],
+        handoff=None,
+    )
+
+
+def _new_conversation(
+    ctx: _Context, bot: BotSnapshot, request: ChatRequest, added: int, now: Any
+) -> dict[str, Any]:
+    user = request.user
+    return {
+        "id": ctx.conversation_id,
+        "bot_id": bot.id,
+        "user_ref": user.id if user else None,
+        "user_name": user.name if user else None,
+        "user_email": user.email if user else None,
+        "metadata": request.metadata or {},
+        "message_count": added,
+        "handled_by": "bot",
+        "created_at": now,
+        "last_message_at": now,
+    }
+
+
+# --- reading a conversation back ----------------------------------------------------------------
+
+
+async def list_messages(
+    engine: AsyncEngine,
+    bot: BotSnapshot,
+    conversation_id: uuid.UUID,
+    after: uuid.UUID | None,
+    limit: int,
+) -> MessageList:
+    async with engine.connect() as conn:
+        exists = (
+            await conn.execute(
+                sa.select(_CONV.c.id).where(_CONV.c.id == conversation_id, _CONV.c.bot_id == bot.id)
+            )
+        ).first()
+        if exists is None:
+            raise ConversationNotFound()
+        query = sa.select(
+            _MSG.c.id,
+            _MSG.c.seq,
+            _MSG.c.role,
+            _MSG.c.content,
+            _MSG.c.confidence,
+            _MSG.c.sources,
+            _MSG.c.created_at,
+        ).where(_MSG.c.conversation_id == conversation_id)
+        if after is not None:
+            seq = (
+                await conn.execute(
+                    sa.select(_MSG.c.seq).where(
+                        _MSG.c.id == after, _MSG.c.conversation_id == conversation_id
+                    )
+                )
+            ).scalar_one_or_none()
+            if seq is None:
+                raise MessageNotFound()
+            query = query.where(_MSG.c.seq > seq)
+        rows = list(await conn.execute(query.order_by(_MSG.c.seq).limit(limit + 1)))
+    return MessageList(
+        conversation_id=conversation_id,
+        messages=[MessageOut.model_validate(dict(r._mapping)) for r in rows[:limit]],
+        has_more=len(rows) > limit,
+    )
