@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -50,6 +51,7 @@ def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
+@functools.cache
 def head_revision() -> str:
     script = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite://"))
     head = script.get_current_head()
