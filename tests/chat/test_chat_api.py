@@ -102,7 +102,8 @@ async def test_conversation_continues_and_reads_back(client: httpx.AsyncClient, 
     later = await client.get(url, params={"after": first["message_id"]}, headers=key_headers(bot))
     assert [m["seq"] for m in later.json()["messages"]] == [3, 4]
     page = await client.get(url, params={"limit": 3}, headers=key_headers(bot))
-    assert len(page.json()["messages"]) == 3 and page.json()["has_more"] is True
+    assert len(page.json()["messages"]) == 3
+    assert page.json()["has_more"] is True
     unknown = await client.get(url, params={"after": str(uuid.uuid4())}, headers=key_headers(bot))
     assert_error(unknown, 404, "message_not_found")
 
@@ -251,7 +252,9 @@ async def test_every_turn_leaves_a_usage_row(client: httpx.AsyncClient, bot: dic
             )
         ).all()
     assert len(rows) == 2
-    assert rows[0][0] >= 1 and rows[0][1] is not None and rows[0][2] is not None
+    assert rows[0][0] >= 1
+    assert rows[0][1] is not None
+    assert rows[0][2] is not None
     assert rows[1][0] == 0
     assert not any(r[3] for r in rows)
 
