@@ -174,23 +174,20 @@ class _Context:
 async def _load(conn: AsyncConnection, bot: BotSnapshot, request: ChatRequest) -> _Context:
     if request.conversation_id is None:
         return _Context(new_id(), True, "bot", [])
-    row = (
+    # One query: the conversation (which must be this bot's) with its latest messages.
+    rows = list(
         await conn.execute(
-            sa.select(_CONV.c.handled_by).where(
-                _CONV.c.id == request.conversation_id, _CONV.c.bot_id == bot.id
-            )
+            sa.select(_CONV.c.handled_by, _MSG.c.role, _MSG.c.content, _MSG.c.confidence)
+            .select_from(_CONV.outerjoin(_MSG, _MSG.c.conversation_id == _CONV.c.id))
+            .where(_CONV.c.id == request.conversation_id, _CONV.c.bot_id == bot.id)
+            .order_by(_MSG.c.seq.desc())
+            .limit(HISTORY_TURNS)
         )
-    ).first()
-    if row is None:
-        raise ConversationNotFound()
-    rows = await conn.execute(
-        sa.select(_MSG.c.role, _MSG.c.content, _MSG.c.confidence)
-        .where(_MSG.c.conversation_id == request.conversation_id)
-        .order_by(_MSG.c.seq.desc())
-        .limit(HISTORY_TURNS)
     )
-    history = [HistoryItem(r.role, r.content, r.confidence) for r in rows][::-1]
-    return _Context(request.conversation_id, False, row.handled_by, history)
+    if not rows:
+        raise ConversationNotFound()
+    history = [HistoryItem(r.role, r.content, r.confidence) for r in rows if r.role][::-1]
+    return _Context(request.conversation_id, False, rows[0].handled_by, history)
 
 
 def _retrieval_text(message: str, history: list[HistoryItem]) -> str:

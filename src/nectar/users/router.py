@@ -11,7 +11,6 @@ from nectar.errors import responses
 from nectar.pagination import PageDep
 from nectar.users import service
 from nectar.users.dependencies import AdminUser, Authenticated, CurrentUser
-from nectar.users.exceptions import UserNotFound
 from nectar.users.models import Role
 from nectar.users.schemas import (
     Token,
@@ -84,9 +83,7 @@ async def create_user(data: UserCreate, _admin: AdminUser, session: SessionDep) 
 @users_router.get("/{user_id}", response_model=UserPublic, responses=_ERRORS)
 async def get_user(user_id: uuid.UUID, actor: CurrentUser, session: SessionDep) -> UserPublic:
     """Admins may read anyone; other users only themselves."""
-    if actor.role != Role.admin.value and actor.id != user_id:
-        raise UserNotFound()
-    return UserPublic.model_validate(await service.get_user(session, user_id))
+    return UserPublic.model_validate(await service.read_user(session, actor, user_id))
 
 
 @users_router.patch("/{user_id}", response_model=UserEnvelope, responses=_ERRORS)

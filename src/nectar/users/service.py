@@ -57,6 +57,13 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
     return user
 
 
+async def read_user(session: AsyncSession, actor: User, user_id: uuid.UUID) -> User:
+    """Admins may read anyone; other users only themselves (others are 'not found')."""
+    if actor.role != Role.admin.value and actor.id != user_id:
+        raise UserNotFound()
+    return await get_user(session, user_id)
+
+
 async def list_users(
     session: AsyncSession, page: PageParams, role: Role | None, search: str | None
 ) -> tuple[list[User], Pagination]:
