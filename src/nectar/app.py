@@ -17,6 +17,7 @@ from nectar.chat.router import router as chat_router
 from nectar.db import create_engine, sessionmaker
 from nectar.deps import Services
 from nectar.errors import install_error_handlers
+from nectar.handoffs.router import router as handoffs_router
 from nectar.knowledge.router import router as knowledge_router
 from nectar.middleware import BodySizeLimit
 from nectar.observability import MetricsMiddleware
@@ -98,8 +99,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(users_router)
-    # Before the bots router: /api/nectar-bots/public/... must not be read as a bot id.
+    # Before the bots router: /api/nectar-bots/public/..., /handoffs... must not be read
+    # as a bot id.
     app.include_router(chat_router)
+    app.include_router(handoffs_router)
     app.include_router(bots_router)
     app.include_router(knowledge_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

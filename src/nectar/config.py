@@ -155,12 +155,43 @@ class IntegrationsConfig(_Strict):
     allow_private_hosts: list[str] = Field(default_factory=list)
 
 
+class SlaTarget(_Strict):
+    accept_minutes: int = Field(ge=1)
+    resolve_minutes: int = Field(ge=1)
+
+
+class SlaConfig(_Strict):
+    """Time to accept and time to resolve, per urgency."""
+
+    critical: SlaTarget = SlaTarget(accept_minutes=5, resolve_minutes=60)
+    high: SlaTarget = SlaTarget(accept_minutes=15, resolve_minutes=240)
+    medium: SlaTarget = SlaTarget(accept_minutes=60, resolve_minutes=1440)
+    low: SlaTarget = SlaTarget(accept_minutes=240, resolve_minutes=2880)
+
+    def for_urgency(self, urgency: str) -> SlaTarget:
+        target: SlaTarget = getattr(self, urgency)
+        return target
+
+
+class HandoffMessages(_Strict):
+    """What the end user is told, in the conversation."""
+
+    handoff_notice: str = (
+        "I'm passing this conversation to a member of our support team. They'll reply right "
+        "here as soon as they can."
+    )
+    resolved_notice: str = "Our support team has marked this conversation as resolved."
+    waiting_notice: str = "A member of our team has your conversation and will reply here."
+
+
 class HandoffConfig(_Strict):
     enabled: bool = True
     mode: Literal["ce_internal", "enterprise_external"] = "ce_internal"
     triggers: TriggerConfig = Field(default_factory=TriggerConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     integrations: IntegrationsConfig = Field(default_factory=IntegrationsConfig)
+    sla: SlaConfig = Field(default_factory=SlaConfig)
+    messages: HandoffMessages = Field(default_factory=HandoffMessages)
 
     @model_validator(mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from nectar.bots.models import NectarBot
 from nectar.chat.models import Conversation, Message, Usage
 from nectar.db import metadata
+from nectar.handoffs.models import Handoff, HandoffEvent, ResponseTemplate
 from nectar.knowledge.models import BotHoneyJar, Chunk, Document, HoneyJar
 from nectar.users.models import AccessToken, User
 
@@ -12,9 +13,12 @@ __all__ = [
     "Chunk",
     "Conversation",
     "Document",
+    "Handoff",
+    "HandoffEvent",
     "HoneyJar",
     "Message",
     "NectarBot",
+    "ResponseTemplate",
     "Usage",
     "User",
     "metadata",

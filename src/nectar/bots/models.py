@@ -44,6 +44,11 @@ class NectarBot(SQLModel, table=True):
         default_factory=list, sa_column=sa.Column(JSONType, nullable=False)
     )
     handoff_confidence_threshold: float = 0.6
+    # The rest of the bot's handoff configuration (POST /api/nectar-bots/{id}/handoff):
+    # disabled triggers, time-based minutes, notification methods and urgency.
+    handoff_settings: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(JSONType, nullable=False, server_default="{}")
+    )
     status: str = Field(
         default=BotStatus.active.value,
         sa_column=sa.Column(sa.String(16), nullable=False, index=True),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +42,7 @@ class BotSnapshot:
     handoff_enabled: bool
     handoff_keywords: tuple[str, ...]
     handoff_confidence_threshold: float
+    handoff_settings: dict[str, Any]
     generation: str | None
 
 
@@ -113,6 +115,7 @@ class BotDirectory:
             handoff_enabled=row["handoff_enabled"],
             handoff_keywords=tuple(row["handoff_keywords"] or ()),
             handoff_confidence_threshold=row["handoff_confidence_threshold"],
+            handoff_settings=dict(row["handoff_settings"] or {}),
             generation=generation,
         )
 

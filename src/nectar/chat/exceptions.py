@@ -1,4 +1,4 @@
-from nectar.errors import Forbidden, NectarError, NotFound, Unauthorized
+from nectar.errors import Conflict, Forbidden, NectarError, NotFound, Unauthorized
 
 
 class InvalidApiKey(Unauthorized):
@@ -37,3 +37,10 @@ class BotUnavailable(NectarError):
         super().__init__(
             "this bot is under maintenance; try again later", headers={"Retry-After": "60"}
         )
+
+
+class ConversationClosed(Conflict):
+    code = "conversation_closed"
+
+    def __init__(self) -> None:
+        super().__init__("this conversation was closed by our support team; start a new one")

@@ -56,7 +56,7 @@ class SourceOut(BaseModel):
     score: float
 
 
-class HandoffOut(BaseModel):
+class HandoffRef(BaseModel):
     id: uuid.UUID
     status: str
     reason: str
@@ -70,7 +70,7 @@ class ChatResponse(BaseModel):
     confidence: float | None
     handled_by: Literal["bot", "human"]
     sources: list[SourceOut]
-    handoff: HandoffOut | None = None
+    handoff: HandoffRef | None = None
 
 
 class MessageOut(BaseModel):

@@ -12,7 +12,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -21,16 +22,29 @@ from nectar.chat.directory import BotSnapshot, generation_key
 from nectar.chat.exceptions import (
     BotInactive,
     BotUnavailable,
+    ConversationClosed,
     ConversationNotFound,
     InvalidApiKey,
     MessageNotFound,
 )
 from nectar.chat.models import Conversation, Message, MessageRole, Usage
 from nectar.chat.responders.base import Answer, HistoryItem, Question, Responder
-from nectar.chat.schemas import ChatRequest, ChatResponse, MessageList, MessageOut, SourceOut
+from nectar.chat.schemas import (
+    ChatRequest,
+    ChatResponse,
+    HandoffRef,
+    MessageList,
+    MessageOut,
+    SourceOut,
+)
 from nectar.db import new_id, utcnow
 from nectar.deps import Services
 from nectar.errors import TooManyRequests
+from nectar.handoffs import bot_settings
+from nectar.handoffs import service as handoff_service
+from nectar.handoffs.detection.base import Decision, TriggerSettings, TurnFacts
+from nectar.handoffs.detection.detector import detect
+from nectar.handoffs.models import Handoff
 from nectar.knowledge.search import search
 
 HISTORY_TURNS = 10
@@ -39,6 +53,7 @@ HOUR, DAY = 3600, 86400
 _CONV = Conversation.__table__  # type: ignore[attr-defined]
 _MSG = Message.__table__  # type: ignore[attr-defined]
 _USAGE = Usage.__table__  # type: ignore[attr-defined]
+_HANDOFF = Handoff.__table__  # type: ignore[attr-defined]
 
 
 # --- who is calling, and may they -------------------------------------------------------------
@@ -168,16 +183,27 @@ class _Context:
     conversation_id: uuid.UUID
     is_new: bool
     handled_by: str
+    message_count: int
+    started_at: datetime
     history: list[HistoryItem]
 
 
-async def _load(conn: AsyncConnection, bot: BotSnapshot, request: ChatRequest) -> _Context:
+async def _load(
+    conn: AsyncConnection, bot: BotSnapshot, request: ChatRequest, now: datetime
+) -> _Context:
     if request.conversation_id is None:
-        return _Context(new_id(), True, "bot", [])
+        return _Context(new_id(), True, "bot", 0, now, [])
     # One query: the conversation (which must be this bot's) with its latest messages.
     rows = list(
         await conn.execute(
-            sa.select(_CONV.c.handled_by, _MSG.c.role, _MSG.c.content, _MSG.c.confidence)
+            sa.select(
+                _CONV.c.handled_by,
+                _CONV.c.message_count,
+                _CONV.c.created_at,
+                _MSG.c.role,
+                _MSG.c.content,
+                _MSG.c.confidence,
+            )
             .select_from(_CONV.outerjoin(_MSG, _MSG.c.conversation_id == _CONV.c.id))
             .where(_CONV.c.id == request.conversation_id, _CONV.c.bot_id == bot.id)
             .order_by(_MSG.c.seq.desc())
@@ -186,8 +212,17 @@ async def _load(conn: AsyncConnection, bot: BotSnapshot, request: ChatRequest) -
     )
     if not rows:
         raise ConversationNotFound()
+    if rows[0].handled_by == "closed":
+        raise ConversationClosed()
     history = [HistoryItem(r.role, r.content, r.confidence) for r in rows if r.role][::-1]
-    return _Context(request.conversation_id, False, rows[0].handled_by, history)
+    return _Context(
+        request.conversation_id,
+        False,
+        rows[0].handled_by,
+        rows[0].message_count,
+        rows[0].created_at,
+        history,
+    )
 
 
 def _retrieval_text(message: str, history: list[HistoryItem]) -> str:
@@ -197,24 +232,66 @@ def _retrieval_text(message: str, history: list[HistoryItem]) -> str:
     return f"{message} {previous}".strip()
 
 
+def _triggers(services: Services, bot: BotSnapshot) -> TriggerSettings:
+    return bot_settings.effective(
+        services.settings.nectar_bots,
+        handoff_enabled=bot.handoff_enabled,
+        keywords=bot.handoff_keywords,
+        confidence_threshold=bot.handoff_confidence_threshold,
+        max_conversation_length=bot.max_conversation_length,
+        settings=bot.handoff_settings,
+    )
+
+
+def _message_row(
+    conversation_id: uuid.UUID,
+    message_id: uuid.UUID,
+    seq: int,
+    role: MessageRole,
+    content: str,
+    now: datetime,
+    answer: Answer | None = None,
+    sources: list[dict[str, Any]] | None = None,
+    elapsed_ms: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "conversation_id": conversation_id,
+        "seq": seq,
+        "role": role.value,
+        "content": content,
+        "confidence": answer.confidence if answer else None,
+        "sources": sources,
+        "response_time_ms": elapsed_ms,
+        "author_id": None,
+        "created_at": now,
+    }
+
+
 async def handle_turn(
     services: Services, bot: BotSnapshot, request: ChatRequest, responder: Responder
 ) -> ChatResponse:
+    """Store the user's message and answer it, hand it to a human, or relay it to the human
+    who already holds the conversation."""
     started = time.perf_counter()
+    now = utcnow()
+    config = services.settings.nectar_bots
     async with services.engine.connect() as conn:
-        ctx = await _load(conn, bot, request)
+        ctx = await _load(conn, bot, request, now)
+        bot_holds = ctx.handled_by == "bot"
         hits = (
             await search(
                 conn,
                 list(bot.jar_ids),
                 _retrieval_text(request.message, ctx.history),
-                services.settings.nectar_bots.responder.passages,
+                config.responder.passages,
             )
-            if ctx.handled_by == "bot"
+            if bot_holds
             else []
         )
     answer: Answer | None = None
-    if ctx.handled_by == "bot":
+    decision: Decision | None = None
+    if bot_holds:
         answer = await responder.answer(
             Question(
                 bot_name=bot.name,
@@ -224,91 +301,169 @@ async def handle_turn(
                 passages=hits,
             )
         )
-    elapsed_ms = int((time.perf_counter() - started) * 1000)
-    user_message_id, reply_id = new_id(), new_id()
-    async with services.engine.begin() as conn:
-        now = utcnow()
-        added = 2 if answer is not None else 1
-        if ctx.is_new:
-            await conn.execute(
-                sa.insert(_CONV).values(**_new_conversation(ctx, bot, request, added, now))
+        triggers = _triggers(services, bot)
+        if triggers.enabled:
+            decision = detect(
+                TurnFacts(
+                    message=request.message,
+                    history=ctx.history,
+                    answer=answer,
+                    stored_messages=ctx.message_count,
+                    conversation_started_at=ctx.started_at,
+                    now=now,
+                ),
+                triggers,
             )
-            first_seq = 1
-        else:
-            count = (
-                await conn.execute(
-                    sa.update(_CONV)
-                    .where(_CONV.c.id == ctx.conversation_id)
-                    .values(
-                        message_count=_CONV.c.message_count + added,
-                        last_message_at=now,
-                    )
-                    .returning(_CONV.c.message_count)
-                )
-            ).scalar_one_or_none()
-            if count is None:  # deleted between the two transactions
-                raise ConversationNotFound()
-            first_seq = count - added + 1
-        rows: list[dict[str, Any]] = [
-            {
-                "id": user_message_id,
-                "conversation_id": ctx.conversation_id,
-                "seq": first_seq,
-                "role": MessageRole.user.value,
-                "content": request.message,
-                "confidence": None,
-                "sources": None,
-                "response_time_ms": None,
-                "created_at": now,
-            }
+    elapsed_ms = int((time.perf_counter() - started) * 1000)
+    sources = [
+        {
+            "document_id": str(s.document_id),
+            "title": s.title,
+            "heading": s.heading,
+            "score": s.score,
+        }
+        for s in (answer.sources if answer else [])
+    ]
+    user_id, reply_id = new_id(), new_id()
+    reply_text: str | None = None
+    handoff: dict[str, Any] | None = None
+    async with services.engine.begin() as conn:
+        # The user's message, plus the bot's reply or the handoff notice.
+        added = 1 if answer is None else 2
+        first_seq = await _reserve(conn, ctx, bot, request, added, now)
+        rows = [
+            _message_row(
+                ctx.conversation_id, user_id, first_seq, MessageRole.user, request.message, now
+            )
         ]
-        sources = [
-            {
-                "document_id": str(s.document_id),
-                "title": s.title,
-                "heading": s.heading,
-                "score": s.score,
-            }
-            for s in (answer.sources if answer else [])
-        ]
-        if answer is not None:
+        if decision is None and answer is not None:
+            reply_text = answer.text
             rows.append(
-                {
-                    "id": reply_id,
-                    "conversation_id": ctx.conversation_id,
-                    "seq": first_seq + 1,
-                    "role": MessageRole.bot.value,
-                    "content": answer.text,
+                _message_row(
+                    ctx.conversation_id,
+                    reply_id,
+                    first_seq + 1,
+                    MessageRole.bot,
+                    answer.text,
+                    now,
+                    answer,
+                    sources,
+                    elapsed_ms,
+                )
+            )
+            await conn.execute(sa.insert(_MSG), rows)
+        elif decision is not None:
+            await conn.execute(sa.insert(_MSG), rows)
+            handoff = await handoff_service.open_handoff(
+                conn,
+                config.handoff,
+                bot={"id": str(bot.id), "name": bot.name, "jar_ids": bot.jar_ids},
+                conversation_id=ctx.conversation_id,
+                decision=decision,
+                trigger_message_id=user_id,
+                bot_draft={
+                    "text": answer.text,
                     "confidence": answer.confidence,
                     "sources": sources,
-                    "response_time_ms": elapsed_ms,
-                    "created_at": now,
+                    "error": answer.error,
                 }
+                if answer
+                else None,
+                now=now,
             )
-        await conn.execute(sa.insert(_MSG), rows)
+            if handoff is None:  # another turn opened one a moment ago: relay instead
+                handoff = await _open_handoff_of(conn, ctx.conversation_id)
+            reply_text = config.handoff.messages.handoff_notice
+            await conn.execute(
+                sa.insert(_MSG),
+                [
+                    _message_row(
+                        ctx.conversation_id,
+                        reply_id,
+                        first_seq + 1,
+                        MessageRole.system,
+                        reply_text,
+                        now,
+                    )
+                ],
+            )
+        else:
+            await conn.execute(sa.insert(_MSG), rows)
+            handoff = await _open_handoff_of(conn, ctx.conversation_id)
+        last_id = user_id if added == 1 else reply_id
+        handled_by: Literal["bot", "human"] = (
+            "bot" if decision is None and answer is not None else "human"
+        )
         await conn.execute(
             sa.insert(_USAGE).values(
                 id=new_id(),
                 bot_id=bot.id,
                 conversation_id=ctx.conversation_id,
-                message_id=reply_id if answer is not None else user_message_id,
+                message_id=last_id,
                 response_time_ms=elapsed_ms,
                 confidence=answer.confidence if answer else None,
                 knowledge_matches=len(hits),
                 rate_limit_hit=False,
-                handled_by=ctx.handled_by,
+                handled_by=handled_by,
                 created_at=now,
             )
         )
     return ChatResponse(
         conversation_id=ctx.conversation_id,
-        message_id=reply_id if answer is not None else user_message_id,
-        reply=answer.text if answer else None,
+        message_id=last_id,
+        reply=reply_text,
         confidence=answer.confidence if answer else None,
-        handled_by="bot" if answer is not None else "human",
-        sources=[SourceOut.model_validate(s) for s in sources],
-        handoff=None,
+        handled_by=handled_by,
+        sources=[SourceOut.model_validate(s) for s in sources] if decision is None else [],
+        handoff=HandoffRef.model_validate(handoff) if handoff else None,
     )
+
+
+async def _reserve(
+    conn: AsyncConnection,
+    ctx: _Context,
+    bot: BotSnapshot,
+    request: ChatRequest,
+    added: int,
+    now: datetime,
+) -> int:
+    """Create the conversation, or bump its message counter; returns the first new seq."""
+    if ctx.is_new:
+        await conn.execute(
+            sa.insert(_CONV).values(**_new_conversation(ctx, bot, request, added, now))
+        )
+        return 1
+    count = (
+        await conn.execute(
+            sa.update(_CONV)
+            .where(_CONV.c.id == ctx.conversation_id)
+            .values(message_count=_CONV.c.message_count + added, last_message_at=now)
+            .returning(_CONV.c.message_count)
+        )
+    ).scalar_one_or_none()
+    if count is None:  # deleted between the two transactions
+        raise ConversationNotFound()
+    return int(count) - added + 1
+
+
+async def _open_handoff_of(
+    conn: AsyncConnection, conversation_id: uuid.UUID
+) -> dict[str, Any] | None:
+    row = (
+        (
+            await conn.execute(
+                sa.select(_HANDOFF.c.id, _HANDOFF.c.status, _HANDOFF.c.reason, _HANDOFF.c.urgency)
+                .where(
+                    _HANDOFF.c.conversation_id == conversation_id,
+                    _HANDOFF.c.status.in_(["pending", "assigned", "in_progress"]),
+                )
+                .limit(1)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
 
 
 def _new_conversation(
