@@ -37,8 +37,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = False
 
-    admin_email: str | None = None
-    admin_password: SecretStr | None = None
+    # Checked here with the same rules as user accounts, so a bad value stops start-up with a
+    # message naming the setting (never a traceback echoing the password).
+    admin_email: str | None = Field(
+        default=None, max_length=320, pattern=r"^\s*[^@\s]+@[^@\s]+\s*$"
+    )
+    admin_password: SecretStr | None = Field(default=None, min_length=8, max_length=256)
 
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=90 * 24 * 3600)
     # Failed sign-ins allowed per window before 429.
@@ -66,6 +70,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("admin_email", "admin_password", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def is_sqlite(self) -> bool:
