@@ -6,6 +6,7 @@ and rolls back on error. Services ``flush()``; they never ``commit()``.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -65,15 +66,28 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
+def _json(value: Any) -> str:
+    # UUIDs and datetimes inside JSON columns are stored as their string form.
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
 def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(
-            url, echo=echo, poolclass=NullPool if ":memory:" in url else None
+            url,
+            echo=echo,
+            json_serializer=_json,
+            poolclass=NullPool if ":memory:" in url else None,
         )
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url,
+        echo=echo,
+        json_serializer=_json,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
     )
 
 

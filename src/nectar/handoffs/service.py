@@ -352,6 +352,9 @@ async def assign(
     elif before in (HandoffStatus.assigned.value, HandoffStatus.in_progress.value):
         if target.id == handoff.assignee_id:
             raise InvalidTransition("the handoff is already assigned to this agent")
+        if agent_id is None and actor.role != Role.admin.value:
+            # Accepting something another agent took first (typically a second earlier).
+            raise InvalidTransition("cannot accept a handoff that is already assigned")
         _require_holder(actor, handoff)
         await _transition(
             session,
