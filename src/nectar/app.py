@@ -17,6 +17,7 @@ from nectar.chat.router import router as chat_router
 from nectar.db import create_engine, sessionmaker
 from nectar.deps import Services
 from nectar.errors import install_error_handlers
+from nectar.events import EventBus, MemoryBus, RedisBus
 from nectar.handoffs.router import router as handoffs_router
 from nectar.knowledge.router import router as knowledge_router
 from nectar.middleware import BodySizeLimit
@@ -62,11 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         redis: Redis | None = None
         limiter: Limiter
+        events: EventBus
         if settings.redis_url:
             redis = Redis.from_url(settings.redis_url)
             limiter = RedisLimiter(redis, settings.redis_prefix)
+            events = RedisBus(redis, settings.redis_prefix)
         else:
             limiter = MemoryLimiter()
+            events = MemoryBus()
         responder = build_responder(settings.nectar_bots.responder)
         services = Services(
             settings=settings,
@@ -75,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limiter=limiter,
             bots=BotDirectory(engine, limiter),
             responder=responder,
+            events=events,
             redis=redis,
         )
         app.state.services = services

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from nectar.chat.directory import BotDirectory
 from nectar.chat.responders.base import Responder
 from nectar.db import session_scope
+from nectar.events import EventBus
 from nectar.ratelimit import Limiter
 from nectar.settings import Settings
 
@@ -27,6 +28,7 @@ class Services:
     limiter: Limiter
     bots: BotDirectory
     responder: Responder
+    events: EventBus
     redis: Redis | None = None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
 from nectar.settings import Settings
@@ -22,12 +23,30 @@ class _JSONFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+_TOKEN_IN_URL = re.compile(r"((?:access_token|api_key|token)=)[^&\s\"]+", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Access-log lines carry query strings; a token passed as ?access_token= must not be kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
+        return True
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_json:
         handler.setFormatter(_JSONFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sse_starlette.sse import EventSourceResponse
 
-from nectar.chat import service
+from nectar.chat import service, stream
 from nectar.chat.schemas import ChatRequest, ChatResponse, MessageList, PublicBot
 from nectar.deps import ClientIPDep, ServicesDep
 from nectar.errors import responses
@@ -65,6 +66,35 @@ async def messages(
     return await service.list_messages(services.engine, bot, conversation_id, after, limit)
 
 
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "text/event-stream: one `message` event per message (id = message id)",
+        "content": {"text/event-stream": {}},
+    }
+}
+
+
+@router.get(
+    "/{bot_id}/conversations/{conversation_id}/stream",
+    responses={**responses(401, 403, 404, 422), **_STREAM_DOC},
+    response_class=EventSourceResponse,
+)
+async def follow(
+    bot_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    key: ApiKey,
+    services: ServicesDep,
+    after: Annotated[uuid.UUID | None, Query(description="start after this message")] = None,
+    last_event_id: Annotated[uuid.UUID | None, Header()] = None,
+) -> EventSourceResponse:
+    """Live: messages after `after` (or the `Last-Event-ID` of a reconnect), then every new
+    message (bot, agent or system) as it is stored."""
+    bot = await service.authenticate_key(services, bot_id, key)
+    await service.check_conversation(services.engine, bot, conversation_id)
+    after_seq = await stream.seq_of(services, conversation_id, last_event_id or after)
+    return EventSourceResponse(stream.follow(services, conversation_id, after_seq), ping=15)
+
+
 @router.get("/public/{slug}", response_model=PublicBot, responses=responses(403, 404))
 async def public_info(slug: str, services: ServicesDep) -> PublicBot:
     """A public bot's name and description (no key needed)."""
@@ -101,3 +131,22 @@ async def public_messages(
     """A public conversation, readable by whoever holds its (unguessable) id."""
     bot = await service.public_info(services, slug)
     return await service.list_messages(services.engine, bot, conversation_id, after, limit)
+
+
+@router.get(
+    "/public/{slug}/conversations/{conversation_id}/stream",
+    responses={**responses(404, 422), **_STREAM_DOC},
+    response_class=EventSourceResponse,
+)
+async def public_follow(
+    slug: str,
+    conversation_id: uuid.UUID,
+    services: ServicesDep,
+    after: Annotated[uuid.UUID | None, Query()] = None,
+    last_event_id: Annotated[uuid.UUID | None, Header()] = None,
+) -> EventSourceResponse:
+    """The live stream of a public conversation (whoever holds its id may follow it)."""
+    bot = await service.public_info(services, slug)
+    await service.check_conversation(services.engine, bot, conversation_id)
+    after_seq = await stream.seq_of(services, conversation_id, last_event_id or after)
+    return EventSourceResponse(stream.follow(services, conversation_id, after_seq), ping=15)

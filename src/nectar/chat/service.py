@@ -37,6 +37,7 @@ from nectar.chat.schemas import (
     MessageOut,
     SourceOut,
 )
+from nectar.chat.stream import publish_messages
 from nectar.db import new_id, utcnow
 from nectar.deps import Services
 from nectar.errors import TooManyRequests
@@ -353,6 +354,7 @@ async def handle_turn(
             )
             await conn.execute(sa.insert(_MSG), rows)
         elif decision is not None:
+            # The user's message first: the handoff's context snapshot includes it.
             await conn.execute(sa.insert(_MSG), rows)
             handoff = await handoff_service.open_handoff(
                 conn,
@@ -361,33 +363,18 @@ async def handle_turn(
                 conversation_id=ctx.conversation_id,
                 decision=decision,
                 trigger_message_id=user_id,
-                bot_draft={
-                    "text": answer.text,
-                    "confidence": answer.confidence,
-                    "sources": sources,
-                    "error": answer.error,
-                }
-                if answer
-                else None,
+                bot_draft=_draft(answer, sources),
                 now=now,
             )
             if handoff is None:  # another turn opened one a moment ago: relay instead
                 handoff = await _open_handoff_of(conn, ctx.conversation_id)
             reply_text = config.handoff.messages.handoff_notice
-            await conn.execute(
-                sa.insert(_MSG),
-                [
-                    _message_row(
-                        ctx.conversation_id,
-                        reply_id,
-                        first_seq + 1,
-                        MessageRole.system,
-                        reply_text,
-                        now,
-                    )
-                ],
+            notice = _message_row(
+                ctx.conversation_id, reply_id, first_seq + 1, MessageRole.system, reply_text, now
             )
-        else:
+            await conn.execute(sa.insert(_MSG), [notice])
+            rows.append(notice)
+        else:  # a human holds the conversation: the message waits for them
             await conn.execute(sa.insert(_MSG), rows)
             handoff = await _open_handoff_of(conn, ctx.conversation_id)
         last_id = user_id if added == 1 else reply_id
@@ -408,6 +395,7 @@ async def handle_turn(
                 created_at=now,
             )
         )
+    await publish_messages(services, ctx.conversation_id, rows)
     return ChatResponse(
         conversation_id=ctx.conversation_id,
         message_id=last_id,
@@ -417,6 +405,18 @@ async def handle_turn(
         sources=[SourceOut.model_validate(s) for s in sources] if decision is None else [],
         handoff=HandoffRef.model_validate(handoff) if handoff else None,
     )
+
+
+def _draft(answer: Answer | None, sources: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The answer the bot would have given, kept for the agent instead of shown to the user."""
+    if answer is None:
+        return None
+    return {
+        "text": answer.text,
+        "confidence": answer.confidence,
+        "sources": sources,
+        "error": answer.error,
+    }
 
 
 async def _reserve(
@@ -485,6 +485,19 @@ def _new_conversation(
 
 
 # --- reading a conversation back ----------------------------------------------------------------
+
+
+async def check_conversation(
+    engine: AsyncEngine, bot: BotSnapshot, conversation_id: uuid.UUID
+) -> None:
+    async with engine.connect() as conn:
+        found = (
+            await conn.execute(
+                sa.select(_CONV.c.id).where(_CONV.c.id == conversation_id, _CONV.c.bot_id == bot.id)
+            )
+        ).first()
+    if found is None:
+        raise ConversationNotFound()
 
 
 async def list_messages(

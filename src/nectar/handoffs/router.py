@@ -4,7 +4,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from sse_starlette.sse import EventSourceResponse
 
+from nectar.chat import stream
 from nectar.deps import ServicesDep, SessionDep
 from nectar.errors import responses
 from nectar.handoffs import bot_settings, service, templates
@@ -33,7 +35,7 @@ from nectar.handoffs.schemas import (
     TemplateUpdate,
 )
 from nectar.pagination import PageDep
-from nectar.users.dependencies import BotManager, CurrentUser
+from nectar.users.dependencies import BotManager, CurrentUser, StreamUser
 
 router = APIRouter(prefix="/api/nectar-bots", tags=["handoffs"])
 _ERRORS = responses(401, 403, 404, 409, 422)
@@ -98,10 +100,14 @@ async def assign(
 
 @router.post("/handoffs/{handoff_id}/messages", response_model=ReplyResponse, responses=_ERRORS)
 async def reply(
-    handoff_id: uuid.UUID, data: ReplyRequest, user: CurrentUser, session: SessionDep
+    handoff_id: uuid.UUID,
+    data: ReplyRequest,
+    user: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
 ) -> ReplyResponse:
     """Reply to the user in their conversation (text, or a response template)."""
-    handoff, message = await service.reply_with(session, user, handoff_id, data)
+    handoff, message = await service.reply_with(session, user, handoff_id, data, services.events)
     return ReplyResponse(
         message="Reply sent",
         handoff=HandoffOut.model_validate(handoff),
@@ -144,6 +150,7 @@ async def resolve(
         handoff_id,
         data.resolution_notes,
         data.return_to_bot,
+        services.events,
     )
     return HandoffEnvelope(message="Handoff resolved", handoff=HandoffOut.model_validate(handoff))
 
@@ -278,3 +285,27 @@ async def delete_template(
 ) -> Response:
     await templates.delete(session, user, template_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/handoffs/{handoff_id}/stream",
+    responses={
+        **_ERRORS,
+        200: {
+            "description": "text/event-stream of the conversation's messages",
+            "content": {"text/event-stream": {}},
+        },
+    },
+    response_class=EventSourceResponse,
+)
+async def follow(
+    handoff_id: uuid.UUID,
+    user: StreamUser,
+    session: SessionDep,
+    services: ServicesDep,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+) -> EventSourceResponse:
+    """Live: the user's conversation, message by message, while you handle it. Browsers'
+    EventSource cannot send headers, so the token may also come as `?access_token=`."""
+    handoff = await service.get_handoff(session, user, handoff_id)
+    return EventSourceResponse(stream.follow(services, handoff.conversation_id, after_seq), ping=15)

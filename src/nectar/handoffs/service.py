@@ -19,9 +19,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nectar.bots.models import NectarBot
 from nectar.chat.models import Conversation, Message, MessageRole
+from nectar.chat.stream import message_payload
 from nectar.config import HandoffConfig
-from nectar.db import new_id, utcnow
+from nectar.db import after_commit, new_id, utcnow
 from nectar.errors import BadRequest, Forbidden
+from nectar.events import EventBus, conversation_channel
 from nectar.handoffs import templates
 from nectar.handoffs.context import snapshot
 from nectar.handoffs.detection.base import Decision, Reason, Urgency
@@ -381,7 +383,11 @@ async def assign(
 
 
 async def reply(
-    session: AsyncSession, actor: User, handoff_id: uuid.UUID, content: str
+    session: AsyncSession,
+    actor: User,
+    handoff_id: uuid.UUID,
+    content: str,
+    bus: EventBus | None = None,
 ) -> tuple[Handoff, Message]:
     """An agent's message to the user, in the user's conversation. Replying to a pending
     handoff accepts it."""
@@ -394,7 +400,7 @@ async def reply(
     _require_holder(actor, handoff)
     now = utcnow()
     message = await append_message(
-        session, handoff.conversation_id, MessageRole.agent, content, now, author_id=actor.id
+        session, handoff.conversation_id, MessageRole.agent, content, now, actor.id, bus
     )
     conn = await session.connection()
     if handoff.status == HandoffStatus.assigned.value:
@@ -433,8 +439,10 @@ async def append_message(
     content: str,
     now: datetime,
     author_id: uuid.UUID | None = None,
+    bus: EventBus | None = None,
 ) -> Message:
-    """Add a message at the end of a conversation (the counter is bumped atomically)."""
+    """Add a message at the end of a conversation (the counter is bumped atomically); live
+    subscribers hear of it once it is committed."""
     conn = await session.connection()
     seq = (
         await conn.execute(
@@ -454,6 +462,10 @@ async def append_message(
     )
     session.add(message)
     await session.flush()
+    if bus is not None:
+        payload = {"type": "messages", "messages": [message_payload(message.model_dump())]}
+        channel, events = conversation_channel(conversation_id), bus
+        after_commit(session, lambda: events.publish(channel, payload))
     return message
 
 
@@ -464,6 +476,7 @@ async def resolve(
     handoff_id: uuid.UUID,
     notes: str | None,
     return_to_bot: bool,
+    bus: EventBus | None = None,
 ) -> Handoff:
     _require_worker(actor)
     handoff = await get_handoff(session, actor, handoff_id)
@@ -484,7 +497,12 @@ async def resolve(
         values.update(assignee_id=actor.id, assigned_at=now)
     await _transition(session, handoff, OPEN_STATUSES, values, "resolve")
     await _close_conversation(
-        session, handoff, "bot" if return_to_bot else "closed", now, config.messages.resolved_notice
+        session,
+        handoff,
+        "bot" if return_to_bot else "closed",
+        now,
+        config.messages.resolved_notice,
+        bus,
     )
     conn = await session.connection()
     await _event(
@@ -538,14 +556,21 @@ async def cancel(
 
 
 async def _close_conversation(
-    session: AsyncSession, handoff: Handoff, handled_by: str, now: datetime, notice: str | None
+    session: AsyncSession,
+    handoff: Handoff,
+    handled_by: str,
+    now: datetime,
+    notice: str | None,
+    bus: EventBus | None = None,
 ) -> None:
     conn = await session.connection()
     await conn.execute(
         sa.update(_CONV).where(_CONV.c.id == handoff.conversation_id).values(handled_by=handled_by)
     )
     if notice:
-        await append_message(session, handoff.conversation_id, MessageRole.system, notice, now)
+        await append_message(
+            session, handoff.conversation_id, MessageRole.system, notice, now, None, bus
+        )
 
 
 def parse_status_filter(status: str | None) -> str | None:
@@ -578,7 +603,11 @@ async def detail(
 
 
 async def reply_with(
-    session: AsyncSession, actor: User, handoff_id: uuid.UUID, data: ReplyRequest
+    session: AsyncSession,
+    actor: User,
+    handoff_id: uuid.UUID,
+    data: ReplyRequest,
+    bus: EventBus | None = None,
 ) -> tuple[Handoff, Message]:
     """Reply with text, or with a response template filled in for this conversation."""
     content = data.content
@@ -596,7 +625,7 @@ async def reply_with(
         }
         content = templates.render(template.body, values)
     assert content is not None
-    return await reply(session, actor, handoff_id, content)
+    return await reply(session, actor, handoff_id, content, bus)
 
 
 async def bot_for_settings(session: AsyncSession, actor: User, bot_id: uuid.UUID) -> NectarBot:

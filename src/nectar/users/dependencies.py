@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from nectar.deps import SessionDep
@@ -34,6 +34,22 @@ async def current_user(auth: Authenticated) -> User:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def _stream_user(
+    request: Request,
+    session: SessionDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    access_token: Annotated[
+        str | None, Query(description="for EventSource, which cannot send headers")
+    ] = None,
+) -> User:
+    user, _ = await _authenticated(request, session, token or access_token)
+    return user
+
+
+# For Server-Sent Events endpoints: the token from the header, or from ?access_token=.
+StreamUser = Annotated[User, Depends(_stream_user)]
 
 
 def require_roles(*roles: Role) -> object:
