@@ -171,21 +171,21 @@ async def test_live_events_cross_replicas_through_redis(
     """A user following the stream on one API process sees a reply stored by another."""
     settings = make_settings(database_url, redis_url=redis_url, redis_prefix=redis_prefix)
     one, two = create_app(settings), create_app(settings)
-    async with one.router.lifespan_context(one), two.router.lifespan_context(two):
-        async with serving(one) as a_url, serving(two) as b_url:
-            async with (
-                httpx.AsyncClient(base_url=a_url, timeout=10) as a,
-                httpx.AsyncClient(base_url=b_url, timeout=10) as b,
-            ):
-                bot = await create_bot(a, admin, handoff_enabled=False)
-                cid = (await chat(a, bot, "first"))["conversation_id"]
-                url = f"/api/nectar-bots/{bot['id']}/conversations/{cid}/stream"
-                reader = asyncio.create_task(
-                    collect(a, url, 4, headers={"X-API-Key": bot["api_key"]})
-                )
-                await asyncio.sleep(0.3)
-                await chat(b, bot, "second", cid)
-                events = await reader
+    async with (
+        one.router.lifespan_context(one),
+        two.router.lifespan_context(two),
+        serving(one) as a_url,
+        serving(two) as b_url,
+        httpx.AsyncClient(base_url=a_url, timeout=10) as a,
+        httpx.AsyncClient(base_url=b_url, timeout=10) as b,
+    ):
+        bot = await create_bot(a, admin, handoff_enabled=False)
+        cid = (await chat(a, bot, "first"))["conversation_id"]
+        url = f"/api/nectar-bots/{bot['id']}/conversations/{cid}/stream"
+        reader = asyncio.create_task(collect(a, url, 4, headers={"X-API-Key": bot["api_key"]}))
+        await asyncio.sleep(0.3)
+        await chat(b, bot, "second", cid)
+        events = await reader
     assert [e["content"] for e in events][2] == "second"
 
 
