@@ -62,12 +62,48 @@ _SEVERITIES: dict[Urgency, Severity] = {
 }
 
 
+class EmailConfig(_Strict):
+    """SMTP for the ``email`` notification type."""
+
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    # none: plain SMTP (a local relay); starttls: upgrade on 587; tls: implicit TLS on 465.
+    security: Literal["none", "starttls", "tls"] = "none"
+    from_address: str = "Nectar <nectar@localhost>"
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+
+class DeliveryConfig(_Strict):
+    """How hard the worker tries before a delivery is dead."""
+
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    base_delay_seconds: float = Field(default=2.0, gt=0, le=3600)
+    max_delay_seconds: float = Field(default=600.0, gt=0, le=86400)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # A delivery still pending this long after it was due is re-enqueued by the sweeper.
+    sweep_after_seconds: float = Field(default=5.0, gt=0, le=3600)
+
+
 class NotificationsConfig(_Strict):
     target_roles: list[Role] = Field(default_factory=lambda: list[Role](["admin"]))
     notification_types: list[NotificationType] = Field(
         default_factory=lambda: list[NotificationType](["in_app"])
     )
     urgency_levels: dict[Urgency, Severity] = Field(default_factory=lambda: dict(_SEVERITIES))
+    email: EmailConfig = Field(default_factory=EmailConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+
+    def severity(self, urgency: str) -> Severity:
+        """The seed's mapping may leave levels out (it has no ``critical``): fill from ours."""
+        for level, severity in self.urgency_levels.items():
+            if level == urgency:
+                return severity
+        for level, severity in _SEVERITIES.items():
+            if level == urgency:
+                return severity
+        return "warning"
 
 
 class _Integration(_Strict):

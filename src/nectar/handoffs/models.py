@@ -76,6 +76,10 @@ class Handoff(SQLModel, table=True):
     resolution_notes: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     return_to_bot: bool = True
     escalation_level: int = 0
+    # What external platforms told us (Zendesk ticket id, ServiceNow sys_id...).
+    external_refs: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(JSONType, nullable=False, server_default="{}")
+    )
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=sa.Column(UTCDateTime, nullable=False)
     )
