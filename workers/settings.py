@@ -1,18 +1,28 @@
-"""arq worker settings. Jobs receive ids and reload rows; payloads are JSON, never pickle."""
+"""The arq worker (``nectar worker`` or ``arq workers.settings.WorkerSettings``).
+
+Jobs receive ids and reload rows; payloads are JSON, never pickle. Cron: the outbox sweeper
+every few seconds and the SLA check every 30 s (arq runs each tick on one worker only).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import uuid
 from typing import Any
 
+from arq import cron
 from arq.connections import RedisSettings
+from arq.worker import func
 from arq.worker import run_worker as arq_run_worker
 
 from nectar.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 def serialize(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
 
 
 def deserialize(data: bytes) -> dict[str, Any]:
@@ -20,23 +30,91 @@ def deserialize(data: bytes) -> dict[str, Any]:
     return result
 
 
+def queue_name(settings: Settings) -> str:
+    return f"{settings.redis_prefix}:queue"
+
+
+def arq_redis_settings(settings: Settings) -> RedisSettings:
+    assert settings.redis_url
+    return RedisSettings.from_dsn(settings.redis_url)
+
+
 async def ping(_ctx: dict[str, Any]) -> str:
     """A no-op job: proves a worker is consuming the queue."""
     return "pong"
 
 
-def worker_settings(settings: Settings) -> dict[str, Any]:
-    assert settings.redis_url
-    return {
-        "functions": [ping],
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
-        "queue_name": f"{settings.redis_prefix}:queue",
+async def startup(ctx: dict[str, Any]) -> None:
+    from nectar.db import create_engine, sessionmaker
+    from nectar.events import RedisBus
+    from nectar.notifications.registry import build_channels
+    from nectar.notifications.tasks import Runtime
+    from nectar.queue import ArqQueue
+    from nectar.settings import load_settings
+
+    settings: Settings = ctx.get("settings") or load_settings()
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    events = RedisBus(ctx["redis"], settings.redis_prefix)
+    channels = build_channels(settings.nectar_bots, sessionmaker(engine), events)
+    queue = ArqQueue(ctx["redis"], queue_name(settings))
+    ctx["engine"] = engine
+    ctx["channels"] = channels
+    ctx["runtime"] = Runtime(
+        engine, settings.nectar_bots, channels, queue.enqueue, settings.public_url
+    )
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    if "channels" in ctx:
+        await ctx["channels"].aclose()
+    if "engine" in ctx:
+        await ctx["engine"].dispose()
+
+
+async def deliver_job(ctx: dict[str, Any], delivery_id: str) -> str:
+    from nectar.notifications.tasks import deliver
+
+    outcome: str = await deliver(ctx["runtime"], uuid.UUID(delivery_id))
+    return outcome
+
+
+async def sweep_job(ctx: dict[str, Any]) -> int:
+    from nectar.notifications.tasks import sweep
+
+    count: int = await sweep(ctx["runtime"])
+    return count
+
+
+async def sla_job(ctx: dict[str, Any]) -> int:
+    from nectar.handoffs.tasks import check_sla
+
+    count: int = await check_sla(ctx["runtime"])
+    return count
+
+
+def worker_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        # keep_result=0: a finished job leaves no result key, so the same delivery id can be
+        # enqueued again (a retry, a sweep) without arq refusing it as a duplicate.
+        "functions": [func(deliver_job, name="deliver", keep_result=0, max_tries=3), ping],
+        "cron_jobs": [
+            cron(sweep_job, second=set(range(0, 60, 5)), run_at_startup=True, keep_result=0),
+            cron(sla_job, second={0, 30}, keep_result=0),
+        ],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "ctx": {"settings": settings},
+        "redis_settings": arq_redis_settings(settings),
+        "queue_name": queue_name(settings),
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         # arq's default 0.5 s poll costs ~255 ms median pickup; 10 ms costs ~7 ms.
         "poll_delay": 0.01,
+        "max_jobs": 50,
         "handle_signals": True,
     }
+    values.update(overrides)
+    return values
 
 
 class WorkerSettings:

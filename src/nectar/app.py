@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nectar import __version__, bootstrap, migrations
 from nectar.bots.router import router as bots_router
@@ -19,15 +23,23 @@ from nectar.deps import Services
 from nectar.errors import install_error_handlers
 from nectar.events import EventBus, MemoryBus, RedisBus
 from nectar.handoffs.router import router as handoffs_router
+from nectar.handoffs.tasks import check_sla
 from nectar.knowledge.router import router as knowledge_router
 from nectar.middleware import BodySizeLimit
+from nectar.notifications.deliveries_router import router as deliveries_router
+from nectar.notifications.registry import build_channels
+from nectar.notifications.router import router as notifications_router
+from nectar.notifications.tasks import Runtime, deliver, sweep
 from nectar.observability import MetricsMiddleware
 from nectar.observability import router as ops_router
+from nectar.queue import ArqQueue, InProcessQueue, JobQueue
 from nectar.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from nectar.settings import Settings, load_settings
 from nectar.users.router import auth_router, users_router
 
 log = logging.getLogger(__name__)
+SWEEP_SECONDS = 2.0
+SLA_SECONDS = 30.0
 
 DESCRIPTION = """
 Nectar hosts support chatbots and hands the conversation to a human the moment the bot
@@ -43,14 +55,64 @@ class DatabaseNotMigrated(RuntimeError):
     pass
 
 
-async def _check_schema(services: Services) -> None:
-    current = await migrations.current_revision(services.engine)
+async def _check_schema(engine: AsyncEngine) -> None:
+    current = await migrations.current_revision(engine)
     head = migrations.head_revision()
     if current != head:
         raise DatabaseNotMigrated(
             f"the database is at revision {current or 'none'} but this version needs {head}; "
             "run `nectar db upgrade` (make run does it for you)"
         )
+
+
+class _Jobs:
+    """The job queue of this process, and what to stop at shutdown."""
+
+    def __init__(self, queue: JobQueue, stoppers: list[Callable[[], Awaitable[Any]]]) -> None:
+        self.queue = queue
+        self._stoppers = stoppers
+
+    async def stop(self) -> None:
+        for stop in self._stoppers:
+            await stop()
+
+
+async def _start_jobs(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    events: EventBus,
+    redis: Redis | None,
+) -> _Jobs:
+    """With Redis, enqueue to arq for `nectar worker`; without, drain the outbox here."""
+    if redis is not None:
+        from arq import create_pool
+
+        from workers.settings import arq_redis_settings, queue_name
+
+        pool = await create_pool(arq_redis_settings(settings))
+        return _Jobs(ArqQueue(pool, queue_name(settings)), [pool.aclose])
+    channels = build_channels(settings.nectar_bots, sessions, events)
+    queue: InProcessQueue
+
+    async def handle(delivery_id: uuid.UUID) -> None:
+        await deliver(runtime, delivery_id)
+
+    async def queue_enqueue(
+        delivery_ids: list[uuid.UUID], delay: float = 0.0, tag: str = ""
+    ) -> None:
+        await queue.enqueue(delivery_ids, delay, tag)
+
+    runtime = Runtime(engine, settings.nectar_bots, channels, queue_enqueue, settings.public_url)
+    queue = InProcessQueue(
+        handle,
+        periodic=[
+            (SWEEP_SECONDS, lambda: sweep(runtime)),
+            (SLA_SECONDS, lambda: check_sla(runtime)),
+        ],
+    )
+    queue.start()
+    return _Jobs(queue, [queue.stop, channels.aclose])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,23 +133,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             limiter = MemoryLimiter()
             events = MemoryBus()
+        try:
+            await _check_schema(engine)
+        except BaseException:
+            await engine.dispose()
+            if redis is not None:
+                await redis.aclose()
+            raise
         responder = build_responder(settings.nectar_bots.responder)
+        sessions = sessionmaker(engine)
+        jobs = await _start_jobs(settings, engine, sessions, events, redis)
         services = Services(
             settings=settings,
             engine=engine,
-            sessions=sessionmaker(engine),
+            sessions=sessions,
             limiter=limiter,
             bots=BotDirectory(engine, limiter),
             responder=responder,
             events=events,
+            queue=jobs.queue,
             redis=redis,
         )
         app.state.services = services
         try:
-            await _check_schema(services)
             await bootstrap.ensure_admin(settings, services.sessions)
             yield
         finally:
+            await jobs.stop()
             await responder.aclose()
             if redis is not None:
                 await redis.aclose()
@@ -110,6 +182,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(handoffs_router)
     app.include_router(bots_router)
     app.include_router(knowledge_router)
+    # Before the inbox router: /api/notifications/deliveries is not a notification id.
+    app.include_router(deliveries_router)
+    app.include_router(notifications_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     return app

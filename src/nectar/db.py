@@ -87,7 +87,10 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         json_serializer=_json,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip on every checkout (the chat turn does two).
+        # A connection broken by a server restart is discarded when it fails, and recycling
+        # bounds how long any connection lives.
+        pool_recycle=1800,
     )
 
 

@@ -16,6 +16,7 @@ from nectar.chat.directory import BotDirectory
 from nectar.chat.responders.base import Responder
 from nectar.db import session_scope
 from nectar.events import EventBus
+from nectar.queue import JobQueue
 from nectar.ratelimit import Limiter
 from nectar.settings import Settings
 
@@ -29,10 +30,11 @@ class Services:
     bots: BotDirectory
     responder: Responder
     events: EventBus
+    queue: JobQueue
     redis: Redis | None = None
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

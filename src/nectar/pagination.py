@@ -38,7 +38,7 @@ class PageParams(BaseModel):
         )
 
 
-def _page_params(
+async def _page_params(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number")] = 1,
     per_page: Annotated[int, Query(ge=1, le=100, description="items per page")] = 20,
 ) -> PageParams:

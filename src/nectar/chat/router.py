@@ -18,7 +18,7 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="BotApiKey", description="nb_
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="BotApiKeyHeader")
 
 
-def api_key(
+async def api_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> str | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -226,6 +227,15 @@ async def _load(
     )
 
 
+@asynccontextmanager
+async def _reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """Reads without a transaction on PostgreSQL: no BEGIN and ROLLBACK round trips."""
+    async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
 def _retrieval_text(message: str, history: list[HistoryItem]) -> str:
     """The question plus the previous user message, so a follow-up ("and on Free?") finds
     the article the conversation is about."""
@@ -277,7 +287,7 @@ async def handle_turn(
     started = time.perf_counter()
     now = utcnow()
     config = services.settings.nectar_bots
-    async with services.engine.connect() as conn:
+    async with _reading(services.engine) as conn:
         ctx = await _load(conn, bot, request, now)
         bot_holds = ctx.handled_by == "bot"
         hits = (
@@ -358,13 +368,14 @@ async def handle_turn(
             await conn.execute(sa.insert(_MSG), rows)
             handoff = await handoff_service.open_handoff(
                 conn,
-                config.handoff,
+                config,
                 bot={"id": str(bot.id), "name": bot.name, "jar_ids": bot.jar_ids},
                 conversation_id=ctx.conversation_id,
                 decision=decision,
                 trigger_message_id=user_id,
                 bot_draft=_draft(answer, sources),
                 now=now,
+                bot_methods=bot.handoff_settings.get("methods"),
             )
             if handoff is None:  # another turn opened one a moment ago: relay instead
                 handoff = await _open_handoff_of(conn, ctx.conversation_id)
@@ -396,6 +407,8 @@ async def handle_turn(
             )
         )
     await publish_messages(services, ctx.conversation_id, rows)
+    if handoff and handoff.get("deliveries"):
+        await services.queue.enqueue(handoff["deliveries"])
     return ChatResponse(
         conversation_id=ctx.conversation_id,
         message_id=last_id,

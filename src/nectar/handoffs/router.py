@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from sse_starlette.sse import EventSourceResponse
 
 from nectar.chat import stream
@@ -38,6 +38,15 @@ from nectar.pagination import PageDep
 from nectar.users.dependencies import BotManager, CurrentUser, StreamUser
 
 router = APIRouter(prefix="/api/nectar-bots", tags=["handoffs"])
+
+
+def _effects(services: ServicesDep) -> service.Effects:
+    return service.Effects(
+        config=services.settings.nectar_bots, bus=services.events, enqueue=services.queue.enqueue
+    )
+
+
+EffectsDep = Annotated[service.Effects, Depends(_effects)]
 _ERRORS = responses(401, 403, 404, 409, 422)
 
 
@@ -89,10 +98,14 @@ async def get_handoff(
 
 @router.post("/handoffs/{handoff_id}/assign", response_model=HandoffEnvelope, responses=_ERRORS)
 async def assign(
-    handoff_id: uuid.UUID, user: CurrentUser, session: SessionDep, data: AssignRequest | None = None
+    handoff_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    fx: EffectsDep,
+    data: AssignRequest | None = None,
 ) -> HandoffEnvelope:
     """Accept the handoff yourself, or delegate it with `agent_id`."""
-    handoff = await service.assign(session, user, handoff_id, data.agent_id if data else None)
+    handoff = await service.assign(session, fx, user, handoff_id, data.agent_id if data else None)
     return HandoffEnvelope(
         message=f"Handoff {handoff.status}", handoff=HandoffOut.model_validate(handoff)
     )
@@ -104,10 +117,10 @@ async def reply(
     data: ReplyRequest,
     user: CurrentUser,
     session: SessionDep,
-    services: ServicesDep,
+    fx: EffectsDep,
 ) -> ReplyResponse:
     """Reply to the user in their conversation (text, or a response template)."""
-    handoff, message = await service.reply_with(session, user, handoff_id, data, services.events)
+    handoff, message = await service.reply_with(session, fx, user, handoff_id, data)
     return ReplyResponse(
         message="Reply sent",
         handoff=HandoffOut.model_validate(handoff),
@@ -138,29 +151,27 @@ async def resolve(
     handoff_id: uuid.UUID,
     user: CurrentUser,
     session: SessionDep,
-    services: ServicesDep,
+    fx: EffectsDep,
     data: ResolveRequest | None = None,
 ) -> HandoffEnvelope:
     """Close it with notes; the conversation returns to the bot unless `return_to_bot` is false."""
     data = data or ResolveRequest()
     handoff = await service.resolve(
-        session,
-        services.settings.nectar_bots.handoff,
-        user,
-        handoff_id,
-        data.resolution_notes,
-        data.return_to_bot,
-        services.events,
+        session, fx, user, handoff_id, data.resolution_notes, data.return_to_bot
     )
     return HandoffEnvelope(message="Handoff resolved", handoff=HandoffOut.model_validate(handoff))
 
 
 @router.post("/handoffs/{handoff_id}/cancel", response_model=HandoffEnvelope, responses=_ERRORS)
 async def cancel(
-    handoff_id: uuid.UUID, user: CurrentUser, session: SessionDep, data: CancelRequest | None = None
+    handoff_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    fx: EffectsDep,
+    data: CancelRequest | None = None,
 ) -> HandoffEnvelope:
     """Close it unhandled; the conversation goes back to the bot."""
-    handoff = await service.cancel(session, user, handoff_id, data.reason if data else None)
+    handoff = await service.cancel(session, fx, user, handoff_id, data.reason if data else None)
     return HandoffEnvelope(message="Handoff cancelled", handoff=HandoffOut.model_validate(handoff))
 
 
@@ -174,18 +185,13 @@ async def escalate(
     conversation_id: uuid.UUID,
     user: CurrentUser,
     session: SessionDep,
-    services: ServicesDep,
+    fx: EffectsDep,
     data: EscalateRequest | None = None,
 ) -> HandoffEnvelope:
     """Hand a conversation to humans by hand (reason `admin_override`)."""
     data = data or EscalateRequest()
     handoff = await service.escalate_conversation(
-        session,
-        services.settings.nectar_bots.handoff,
-        user,
-        conversation_id,
-        data.urgency,
-        data.note,
+        session, fx, user, conversation_id, data.urgency, data.note
     )
     return HandoffEnvelope(message="Handoff opened", handoff=HandoffOut.model_validate(handoff))
 

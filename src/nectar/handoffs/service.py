@@ -8,6 +8,7 @@ cannot both win.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from nectar.bots.models import NectarBot
 from nectar.chat.models import Conversation, Message, MessageRole
 from nectar.chat.stream import message_payload
-from nectar.config import HandoffConfig
+from nectar.config import NectarBotsConfig
 from nectar.db import after_commit, new_id, utcnow
 from nectar.errors import BadRequest, Forbidden
 from nectar.events import EventBus, conversation_channel
@@ -35,7 +36,10 @@ from nectar.handoffs.exceptions import (
 )
 from nectar.handoffs.models import OPEN_STATUSES, Handoff, HandoffEvent, HandoffStatus
 from nectar.handoffs.schemas import ReplyRequest
+from nectar.notifications import outbox
+from nectar.notifications.channels.base import EventType
 from nectar.pagination import PageParams, Pagination
+from nectar.queue import Enqueue
 from nectar.users.models import Role, User
 
 _H = Handoff.__table__  # type: ignore[attr-defined]
@@ -46,12 +50,57 @@ _OPEN = [s.value for s in OPEN_STATUSES]
 _WORKERS = (Role.admin.value, Role.agent.value)
 
 
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What a lifecycle change sets off once it has committed: live events and
+    notifications. Built by the router from the app's services."""
+
+    config: NectarBotsConfig
+    bus: EventBus | None = None
+    enqueue: Enqueue | None = None
+
+
+def _notify(session: AsyncSession, fx: Effects, delivery_ids: list[uuid.UUID]) -> None:
+    if delivery_ids and fx.enqueue is not None:
+        enqueue, ids = fx.enqueue, list(delivery_ids)
+        after_commit(session, lambda: enqueue(ids))
+
+
+async def _bot_methods(session: AsyncSession, bot_id: uuid.UUID) -> list[str] | None:
+    bot = await session.get(NectarBot, bot_id)
+    methods = (bot.handoff_settings or {}).get("methods") if bot else None
+    return list(methods) if methods is not None else None
+
+
+async def _plan(
+    session: AsyncSession,
+    fx: Effects,
+    handoff: Handoff,
+    event: EventType,
+    now: datetime,
+    notify_users: list[uuid.UUID] | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    conn = await session.connection()
+    ids = await outbox.plan(
+        conn,
+        fx.config,
+        handoff_id=handoff.id,
+        event=event,
+        now=now,
+        bot_methods=await _bot_methods(session, handoff.bot_id),
+        notify_users=notify_users,
+        data=data,
+    )
+    _notify(session, fx, ids)
+
+
 # --- opening ------------------------------------------------------------------------------------
 
 
 async def open_handoff(
     conn: AsyncConnection,
-    config: HandoffConfig,
+    config: NectarBotsConfig,
     *,
     bot: dict[str, Any],
     conversation_id: uuid.UUID,
@@ -60,6 +109,7 @@ async def open_handoff(
     bot_draft: dict[str, Any] | None = None,
     opened_by: uuid.UUID | None = None,
     now: datetime | None = None,
+    bot_methods: list[str] | None = None,
 ) -> dict[str, Any] | None:
     """Open a handoff in the caller's transaction. None if the conversation already has an
     open one (the database allows one, so concurrent triggers cannot open a storm)."""
@@ -75,7 +125,7 @@ async def open_handoff(
         bot_draft=bot_draft,
         now=now,
     )
-    sla = config.sla.for_urgency(decision.urgency.value)
+    sla = config.handoff.sla.for_urgency(decision.urgency.value)
     handoff_id = new_id()
     try:
         async with conn.begin_nested():
@@ -115,11 +165,20 @@ async def open_handoff(
     await conn.execute(
         sa.update(_CONV).where(_CONV.c.id == conversation_id).values(handled_by="human")
     )
+    deliveries = await outbox.plan(
+        conn,
+        config,
+        handoff_id=handoff_id,
+        event=EventType.created,
+        now=now,
+        bot_methods=bot_methods,
+    )
     return {
         "id": handoff_id,
         "status": HandoffStatus.pending.value,
         "reason": decision.reason.value,
         "urgency": decision.urgency.value,
+        "deliveries": deliveries,
     }
 
 
@@ -149,7 +208,7 @@ async def _event(
 
 async def escalate_conversation(
     session: AsyncSession,
-    config: HandoffConfig,
+    fx: Effects,
     actor: User,
     conversation_id: uuid.UUID,
     urgency: Urgency | None,
@@ -176,16 +235,18 @@ async def escalate_conversation(
     conn = await session.connection()
     opened = await open_handoff(
         conn,
-        config,
+        fx.config,
         bot={"id": bot.id, "name": bot.name},
         conversation_id=conversation_id,
         decision=decision,
         trigger_message_id=None,
         opened_by=actor.id,
+        bot_methods=(bot.handoff_settings or {}).get("methods"),
     )
     if opened is None:
         existing = await _open_for_conversation(session, conversation_id)
         raise HandoffAlreadyOpen(existing.id if existing else "?")
+    _notify(session, fx, opened["deliveries"])
     return await _get(session, opened["id"])
 
 
@@ -323,7 +384,11 @@ async def _transition(
 
 
 async def assign(
-    session: AsyncSession, actor: User, handoff_id: uuid.UUID, agent_id: uuid.UUID | None
+    session: AsyncSession,
+    fx: Effects,
+    actor: User,
+    handoff_id: uuid.UUID,
+    agent_id: uuid.UUID | None,
 ) -> Handoff:
     """Accept (no agent_id, or your own) or delegate to another agent."""
     _require_worker(actor)
@@ -379,28 +444,39 @@ async def assign(
         now,
         {"assignee_id": str(target.id), "assignee_name": target.name or target.email},
     )
+    # The new holder hears of it when someone else handed it to them.
+    delegated_to = [target.id] if target.id != actor.id else None
+    await _plan(
+        session,
+        fx,
+        handoff,
+        EventType.assigned,
+        now,
+        notify_users=delegated_to,
+        data={"assignee_name": target.name or target.email, "by": actor.name or actor.email},
+    )
     return await _get(session, handoff.id)
 
 
 async def reply(
     session: AsyncSession,
+    fx: Effects,
     actor: User,
     handoff_id: uuid.UUID,
     content: str,
-    bus: EventBus | None = None,
 ) -> tuple[Handoff, Message]:
     """An agent's message to the user, in the user's conversation. Replying to a pending
     handoff accepts it."""
     _require_worker(actor)
     handoff = await get_handoff(session, actor, handoff_id)
     if handoff.status == HandoffStatus.pending.value:
-        handoff = await assign(session, actor, handoff_id, None)
+        handoff = await assign(session, fx, actor, handoff_id, None)
     if handoff.status not in (HandoffStatus.assigned.value, HandoffStatus.in_progress.value):
         raise InvalidTransition(f"cannot reply to a handoff that is {handoff.status}")
     _require_holder(actor, handoff)
     now = utcnow()
     message = await append_message(
-        session, handoff.conversation_id, MessageRole.agent, content, now, actor.id, bus
+        session, handoff.conversation_id, MessageRole.agent, content, now, actor.id, fx.bus
     )
     conn = await session.connection()
     if handoff.status == HandoffStatus.assigned.value:
@@ -471,12 +547,11 @@ async def append_message(
 
 async def resolve(
     session: AsyncSession,
-    config: HandoffConfig,
+    fx: Effects,
     actor: User,
     handoff_id: uuid.UUID,
     notes: str | None,
     return_to_bot: bool,
-    bus: EventBus | None = None,
 ) -> Handoff:
     _require_worker(actor)
     handoff = await get_handoff(session, actor, handoff_id)
@@ -501,8 +576,8 @@ async def resolve(
         handoff,
         "bot" if return_to_bot else "closed",
         now,
-        config.messages.resolved_notice,
-        bus,
+        fx.config.handoff.messages.resolved_notice,
+        fx.bus,
     )
     conn = await session.connection()
     await _event(
@@ -515,11 +590,14 @@ async def resolve(
         now,
         {"return_to_bot": return_to_bot, "notes": notes or ""},
     )
+    await _plan(
+        session, fx, handoff, EventType.resolved, now, data={"by": actor.name or actor.email}
+    )
     return await _get(session, handoff.id)
 
 
 async def cancel(
-    session: AsyncSession, actor: User | None, handoff_id: uuid.UUID, why: str | None
+    session: AsyncSession, fx: Effects, actor: User | None, handoff_id: uuid.UUID, why: str | None
 ) -> Handoff:
     """Closed unhandled: an admin (or the assignee) closes it, or the user left."""
     if actor is not None:
@@ -552,6 +630,7 @@ async def cancel(
         now,
         {"why": why or ("user left" if actor is None else "")},
     )
+    await _plan(session, fx, handoff, EventType.cancelled, now, data={"why": why or ""})
     return await _get(session, handoff.id)
 
 
@@ -604,10 +683,10 @@ async def detail(
 
 async def reply_with(
     session: AsyncSession,
+    fx: Effects,
     actor: User,
     handoff_id: uuid.UUID,
     data: ReplyRequest,
-    bus: EventBus | None = None,
 ) -> tuple[Handoff, Message]:
     """Reply with text, or with a response template filled in for this conversation."""
     content = data.content
@@ -625,7 +704,7 @@ async def reply_with(
         }
         content = templates.render(template.body, values)
     assert content is not None
-    return await reply(session, actor, handoff_id, content, bus)
+    return await reply(session, fx, actor, handoff_id, content)
 
 
 async def bot_for_settings(session: AsyncSession, actor: User, bot_id: uuid.UUID) -> NectarBot:
