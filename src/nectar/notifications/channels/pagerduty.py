@@ -39,6 +39,7 @@ from nectar.notifications.channels.wording import (
     TEST_TITLE,
     actor,
     assignee,
+    breach,
     clip,
     headline,
     humanize,
@@ -88,6 +89,7 @@ def _details(delivery: Delivery, handoff: HandoffView) -> dict[str, Any]:
         "user": handoff.user_name,
         "escalated_from": previous_urgency(delivery),
         "escalated_by": actor(delivery) if delivery.event is EventType.escalated else None,
+        "sla_breach": breach(delivery) if delivery.event is EventType.escalated else None,
         "url": handoff.url,
     }
     quoted = quoted_messages(handoff)

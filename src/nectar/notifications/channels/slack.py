@@ -25,6 +25,7 @@ from nectar.notifications.channels.http import post_json
 from nectar.notifications.channels.wording import (
     TEST_TEXT,
     TEST_TITLE,
+    assignee,
     change,
     clip,
     headline,
@@ -137,7 +138,7 @@ def _handoff_message(delivery: Delivery, mentions: str) -> tuple[str, list[dict[
         {"type": "header", "text": _plain(clip(f"{emoji} {title}", HEADER_CHARS))}
     ]
     changed = change(delivery)
-    if changed and not calls:
+    if changed:
         blocks.append(_section(escape(changed)))
     if delivery.event is EventType.resolved and handoff.resolution_notes:
         notes = _escaped(handoff.resolution_notes, SECTION_CHARS - 40)
@@ -148,8 +149,9 @@ def _handoff_message(delivery: Delivery, mentions: str) -> tuple[str, list[dict[
         _field("Bot", handoff.bot_name or "-"),
         _field("Status", humanize(handoff.status)),
     ]
-    if handoff.assignee_name:
-        fields.append(_field("Assignee", handoff.assignee_name))
+    who = assignee(delivery)
+    if who:
+        fields.append(_field("Assignee", who))
     if handoff.user_name:
         fields.append(_field("User", handoff.user_name))
     blocks.append({"type": "section", "fields": fields})

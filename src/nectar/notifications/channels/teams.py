@@ -25,6 +25,7 @@ from nectar.notifications.channels.http import post_json
 from nectar.notifications.channels.wording import (
     TEST_TEXT,
     TEST_TITLE,
+    assignee,
     change,
     clip,
     headline,
@@ -104,7 +105,7 @@ def _handoff_card(delivery: Delivery) -> dict[str, Any]:
     )
     body: list[dict[str, Any]] = [_title(headline(delivery), color)]
     changed = change(delivery)
-    if changed and not calls:
+    if changed:
         body.append(_text(changed))
     if delivery.event is EventType.resolved and handoff.resolution_notes:
         body.append(
@@ -118,8 +119,9 @@ def _handoff_card(delivery: Delivery) -> dict[str, Any]:
         ("Bot", handoff.bot_name or "-"),
         ("Status", humanize(handoff.status)),
     ]
-    if handoff.assignee_name:
-        facts.append(("Assignee", handoff.assignee_name))
+    who = assignee(delivery)
+    if who:
+        facts.append(("Assignee", who))
     if handoff.user_name:
         facts.append(("User", handoff.user_name))
     body.append(

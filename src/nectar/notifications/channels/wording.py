@@ -1,18 +1,23 @@
 """What the chat and paging platforms (Slack, Teams, PagerDuty) say about a handoff event.
 
 One headline per event says what changed and who did it, so the three platforms tell the
-same story. Besides the ``HandoffView``, these keys of ``Delivery.data`` are read when the
-worker provides them (all optional):
+same story. Besides the ``HandoffView``, these keys of ``Delivery.data`` are read when present
+(as the handoff service and the SLA checker write them):
 
-* ``actor_name``: who made the change (accepted, delegated, resolved, cancelled, escalated);
+* ``by``: who made the change (accepted, delegated, resolved);
 * ``assignee_name``: the new assignee, when the view does not have it yet;
-* ``previous_urgency``: the urgency before an escalation.
+* ``why``: why a handoff was cancelled ("user left"...);
+* ``from_urgency`` and ``breach`` (``accept`` or ``resolve``): an SLA escalation.
+
+``data`` is not scrubbed by the worker, and names fall back to email addresses, so every
+text taken from it (and the assignee's name) goes through ``pii.scrub`` here.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from nectar.notifications import pii
 from nectar.notifications.channels.base import Delivery, DeliveryFailed, EventType, HandoffView
 
 TEST_TITLE = "Nectar test notification"
@@ -45,22 +50,42 @@ def require_handoff(delivery: Delivery) -> HandoffView:
     return delivery.handoff
 
 
-def _text(delivery: Delivery, key: str) -> str | None:
+def _text(delivery: Delivery, key: str, limit: int = 200) -> str | None:
     value = delivery.data.get(key)
-    return (value.strip() or None) if isinstance(value, str) else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return clip(pii.scrub(value), limit)
 
 
 def actor(delivery: Delivery) -> str | None:
-    return _text(delivery, "actor_name")
+    return _text(delivery, "by")
 
 
 def assignee(delivery: Delivery) -> str | None:
     handoff = delivery.handoff
-    return (handoff.assignee_name if handoff else None) or _text(delivery, "assignee_name")
+    if handoff is not None and handoff.assignee_name:
+        return clip(pii.scrub(handoff.assignee_name), 200)
+    return _text(delivery, "assignee_name")
 
 
 def previous_urgency(delivery: Delivery) -> str | None:
-    return _text(delivery, "previous_urgency")
+    return _text(delivery, "from_urgency")
+
+
+def breach(delivery: Delivery) -> str | None:
+    """Which SLA target an automatic escalation missed: ``accept`` or ``resolve``."""
+    return _text(delivery, "breach")
+
+
+def why(delivery: Delivery) -> str | None:
+    return _text(delivery, "why")
+
+
+_MISSED = {"accept": "not accepted in time", "resolve": "not resolved in time"}
+_MISSED_CHANGE = {
+    "accept": "Nobody accepted it within its SLA target: it needs attention sooner.",
+    "resolve": "It was not resolved within its SLA target: it needs attention sooner.",
+}
 
 
 def headline(delivery: Delivery) -> str:
@@ -90,6 +115,9 @@ def headline(delivery: Delivery) -> str:
             line = f"{subject} escalated to {handoff.urgency} urgency"
             if was and was != handoff.urgency:
                 line += f" (was {was})"
+            missed = _MISSED.get(breach(delivery) or "")
+            if missed:
+                line += f": {missed}"
             return line + (f" by {by}" if by else "")
     return f"{subject}: {delivery.event.value}"
 
@@ -104,11 +132,15 @@ def change(delivery: Delivery) -> str | None:
             to = assignee(delivery)
             return f"{to} is handling the conversation now." if to else "Someone took it."
         case EventType.resolved:
-            return "Resolved: nothing left to do."
+            return "Nothing left to do: the conversation was handled."
         case EventType.cancelled:
-            return "Closed without a resolution: no one needs to pick it up any more."
+            reason = why(delivery)
+            closed = f"Closed without a resolution ({reason})" if reason else "Closed"
+            return f"{closed}: no one needs to pick it up any more."
         case EventType.escalated:
-            return "The urgency went up: it needs attention sooner."
+            return _MISSED_CHANGE.get(
+                breach(delivery) or "", "The urgency went up: it needs attention sooner."
+            )
     return None
 
 
