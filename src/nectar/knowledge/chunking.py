@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 
 MAX_WORDS = 160
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+# A closing run of #s needs a space before it: "## Learn C#" keeps its "#".
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+_LIST_ITEM = re.compile(r"^\s*([-*+]|\d+[.)])\s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +36,13 @@ def _paragraphs(lines: list[str]) -> list[str]:
     merged: list[str] = []
     for block in (b for b in blocks if b):
         text = "\n".join(block)
-        is_list = bool(re.match(r"^\s*([-*+]|\d+[.)])\s", block[0]))
-        if merged and is_list and merged[-1].rstrip().endswith(":"):
+        is_list = bool(_LIST_ITEM.match(block[0]))
+        # A list joins its lead-in ("To reset it:") and, while under the cap, the items before
+        # it (a "loose" list with blank lines between items, as HTML <li>s become).
+        joins = bool(merged) and is_list and merged[-1].rstrip().endswith(":")
+        if merged and is_list and not joins and _LIST_ITEM.match(merged[-1].splitlines()[-1]):
+            joins = len(merged[-1].split()) + len(text.split()) <= MAX_WORDS
+        if joins:
             merged[-1] += "\n" + text
         else:
             merged.append(text)
@@ -69,8 +77,13 @@ def chunk_markdown(title: str, text: str) -> list[ChunkText]:
             names = [title.strip(), *names]
         sections.append((names, list(lines)))
 
+    fence: str | None = None
     for line in text.splitlines():
-        match = _HEADING.match(line)
+        # "# comment" inside a fenced code block is code, not a heading.
+        opening = _FENCE.match(line)
+        if opening and (fence is None or opening.group(1) == fence):
+            fence = None if fence else opening.group(1)
+        match = None if fence or opening else _HEADING.match(line)
         if match:
             if any(part.strip() for part in lines):
                 close()

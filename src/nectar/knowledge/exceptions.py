@@ -18,3 +18,12 @@ class DocumentNotFound(NotFound):
 class UnsupportedDocument(NectarError):
     code = "unsupported_document"
     status = 415
+
+
+class ImportOwnerNotFound(NotFound):
+    code = "user_not_found"
+
+
+class AmbiguousJarName(NectarError):
+    code = "ambiguous_honey_jar"
+    status = 409

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from nectar.pagination import Pagination
 
@@ -13,7 +13,17 @@ MAX_DOCUMENT_CHARS = 500_000
 
 JarName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Content = Annotated[str, Field(min_length=1, max_length=MAX_DOCUMENT_CHARS)]
+
+
+def _has_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain text, not only whitespace")
+    return value
+
+
+Content = Annotated[
+    str, Field(min_length=1, max_length=MAX_DOCUMENT_CHARS), AfterValidator(_has_text)
+]
 
 
 class _Input(BaseModel):

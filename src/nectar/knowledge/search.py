@@ -35,14 +35,16 @@ yourself yourselves im ive id dont doesnt didnt cant wont isnt arent wasnt whats
 pls please thanks thank hi hello hey ok okay tho thx u ur yes yeah get got also
 """
 STOPWORDS = frozenset(_STOPWORDS.split())
-_TOKEN = re.compile(r"[a-z0-9]+")
+# Letters and digits of any script: "Kündigungsfrist" and "café" are words too (FTS5 folds
+# their accents on both sides; PostgreSQL matches them as written).
+_TOKEN = re.compile(r"[^\W_]+")
 MAX_TERMS = 24
 
 
 def query_terms(text: str) -> list[str]:
     """Lower-cased content words of a question, in order, without duplicates."""
     seen: dict[str, None] = {}
-    for token in _TOKEN.findall(text.lower().replace("'", "")):
+    for token in _TOKEN.findall(text.lower().replace("'", "").replace("\u2019", "")):
         if token not in STOPWORDS and (len(token) > 1 or token.isdigit()):
             seen.setdefault(token, None)
     return list(seen)[:MAX_TERMS]

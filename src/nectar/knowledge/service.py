@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlmodel import col, func, select
@@ -14,7 +15,12 @@ from nectar.db import utcnow
 from nectar.errors import Forbidden
 from nectar.knowledge import search as fts
 from nectar.knowledge.chunking import chunk_document
-from nectar.knowledge.exceptions import DocumentNotFound, JarNotFound
+from nectar.knowledge.exceptions import (
+    AmbiguousJarName,
+    DocumentNotFound,
+    ImportOwnerNotFound,
+    JarNotFound,
+)
 from nectar.knowledge.models import BotHoneyJar, Chunk, Document, HoneyJar
 from nectar.knowledge.schemas import DocumentCreate, DocumentUpdate, JarCreate, JarUpdate
 from nectar.pagination import PageParams, Pagination
@@ -241,3 +247,89 @@ async def jars_of_bots(
     for bot_id, jar_id in rows:
         result[bot_id].append(jar_id)
     return result
+
+
+# --- importing files (``nectar jars import``) -------------------------------------------------
+
+ImportOutcome = Literal["added", "updated", "unchanged"]
+
+
+async def import_owner(session: AsyncSession, email: str | None) -> User:
+    """Who an import acts as and who owns a jar it creates: that user, else the first admin."""
+    if email is not None:
+        query = select(User).where(User.email == email.strip().lower())
+        user = (await session.exec(query)).first()
+        if user is None:
+            raise ImportOwnerNotFound(f"no user with the email {email}")
+        return user
+    query = (
+        select(User)
+        .where(User.role == Role.admin.value, col(User.is_active).is_(True))
+        .order_by(col(User.created_at), col(User.id))
+        .limit(1)
+    )
+    admin = (await session.exec(query)).first()
+    if admin is None:
+        raise ImportOwnerNotFound(
+            "there is no admin to own the jar: pass --owner EMAIL or create an admin first"
+        )
+    return admin
+
+
+async def jar_for_import(
+    session: AsyncSession, name: str, owner_email: str | None
+) -> tuple[HoneyJar, User, bool]:
+    """The jar called ``name`` (that owner's, when one is given), created when there is none.
+
+    Returns the jar, the user the import acts as (the jar's owner) and whether it was created.
+    """
+    data = JarCreate(name=name)
+    query = select(HoneyJar).where(HoneyJar.name == data.name)
+    if owner_email is not None:
+        owner = await import_owner(session, owner_email)
+        query = query.where(HoneyJar.owner_id == owner.id)
+    jars = list(await session.exec(query.order_by(col(HoneyJar.created_at))))
+    if len(jars) > 1:
+        raise AmbiguousJarName(
+            f"{len(jars)} honey jars are named {data.name!r}; pass --owner EMAIL to pick one"
+        )
+    if jars:
+        jar_owner = await session.get(User, jars[0].owner_id)
+        assert jar_owner is not None  # owner_id is a non-null foreign key
+        return jars[0], jar_owner, False
+    owner = await import_owner(session, owner_email)
+    return await create_jar(session, owner, data), owner, True
+
+
+async def import_document(
+    session: AsyncSession, actor: User, jar_id: uuid.UUID, data: DocumentCreate
+) -> ImportOutcome:
+    """Add a file's document, replace the one from the same file if it changed, or skip it.
+
+    Matched by file name, else by identical title and content, so importing again is a no-op.
+    """
+    jar = await get_jar(session, actor, jar_id, write=True)
+    in_jar = select(Document).where(Document.jar_id == jar.id)
+    existing = (
+        await session.exec(
+            in_jar.where(Document.filename == data.filename)
+            .order_by(col(Document.created_at), col(Document.id))
+            .limit(1)
+        )
+    ).first() or (
+        await session.exec(
+            in_jar.where(Document.title == data.title, Document.content == data.content).limit(1)
+        )
+    ).first()
+    if existing is None:
+        await add_document(session, actor, jar.id, data)
+        return "added"
+    if (existing.title, existing.content, existing.content_type) == (
+        data.title,
+        data.content,
+        data.content_type,
+    ):
+        return "unchanged"
+    change = DocumentUpdate(title=data.title, content=data.content, content_type=data.content_type)
+    await update_document(session, actor, jar.id, existing.id, change)
+    return "updated"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import PurePath
@@ -62,13 +63,17 @@ def _validation(exc: ValidationError) -> ValidationFailed:
 
 
 def title_from(text: str, filename: str) -> str:
+    """The first heading (Markdown, else HTML <title> or <h1>-<h6>), else the file name."""
     for line in text.splitlines()[:20]:
-        match = re.match(r"^#{1,6}\s+(.+?)\s*#*$", line.strip())
+        match = re.match(r"^#{1,6}\s+(.+?)(?:\s+#+)?$", line.strip())
         if match:
             return re.sub(r"[*_`]+", "", match.group(1)).strip()[:300]
-    match = re.search(r"<title[^>]*>(.*?)</title>", text[:5000], re.I | re.S)
-    if match and match.group(1).strip():
-        return re.sub(r"\s+", " ", match.group(1)).strip()[:300]
+    for tag in (r"title", r"h[1-6]"):
+        match = re.search(rf"<({tag})\b[^>]*>(.*?)</\1\s*>", text[:20_000], re.I | re.S)
+        # Tags inside the heading go; entities (&amp;) become their characters.
+        name = html.unescape(re.sub(r"<[^>]*>", "", match.group(2))) if match else ""
+        if name.strip():
+            return re.sub(r"\s+", " ", name).strip()[:300]
     return PurePath(filename).stem.replace("-", " ").replace("_", " ").strip()[:300] or "Untitled"
 
 
@@ -85,6 +90,8 @@ def document_from_file(filename: str, raw: bytes, title: str | None) -> Document
         raise UnsupportedDocument(f"{filename!r} is not UTF-8 text") from None
     if "\x00" in text:
         raise UnsupportedDocument(f"{filename!r} looks binary")
+    if not text.strip():
+        raise ValidationFailed(f"file: {filename!r} has no text")
     if len(text) > MAX_DOCUMENT_CHARS:
         raise ValidationFailed(f"file: longer than {MAX_DOCUMENT_CHARS} characters")
     try:
