@@ -114,6 +114,8 @@ class Receiver:
             port=self.port,
             log_level="warning",
             lifespan="off",
+            # A bound method is not recognised as ASGI 3 by inspection.
+            interface="asgi3",
             timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)

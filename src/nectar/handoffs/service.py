@@ -352,6 +352,13 @@ async def conversation_messages(
 # --- working it ---------------------------------------------------------------------------------
 
 
+def _display(user: User) -> str:
+    """How notifications name a person: never by email (they may leave our system)."""
+    if user.name:
+        return user.name
+    return f"an {user.role}" if user.role in ("admin", "agent") else "a user"
+
+
 def _require_worker(actor: User) -> None:
     if actor.role not in _WORKERS:
         raise Forbidden("only agents and admins work handoffs")
@@ -453,7 +460,7 @@ async def assign(
         EventType.assigned,
         now,
         notify_users=delegated_to,
-        data={"assignee_name": target.name or target.email, "by": actor.name or actor.email},
+        data={"assignee_name": _display(target), "by": _display(actor)},
     )
     return await _get(session, handoff.id)
 
@@ -591,7 +598,7 @@ async def resolve(
         {"return_to_bot": return_to_bot, "notes": notes or ""},
     )
     await _plan(
-        session, fx, handoff, EventType.resolved, now, data={"by": actor.name or actor.email}
+        session, fx, handoff, EventType.resolved, now, data={"by": _display(actor)}
     )
     return await _get(session, handoff.id)
 

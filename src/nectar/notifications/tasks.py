@@ -46,6 +46,8 @@ _U = User.__table__  # type: ignore[attr-defined]
 _M = Message.__table__  # type: ignore[attr-defined]
 
 LEASE_SECONDS = 60
+# How long a delivery waits for an earlier one to the same place before trying again.
+ORDER_DELAY = 0.5
 TRANSCRIPT_MESSAGES = 6
 
 
@@ -103,13 +105,10 @@ async def _view(
     ).scalar_one_or_none() or ""
     assignee = None
     if h["assignee_id"] is not None:
+        # The agent's display name; never their email address (it leaves our system).
         assignee = (
-            await conn.execute(
-                sa.select(sa.func.coalesce(sa.func.nullif(_U.c.name, ""), _U.c.email)).where(
-                    _U.c.id == h["assignee_id"]
-                )
-            )
-        ).scalar_one_or_none()
+            await conn.execute(sa.select(_U.c.name).where(_U.c.id == h["assignee_id"]))
+        ).scalar_one_or_none() or "an agent"
     transcript_rows = await conn.execute(
         sa.select(_M.c.role, _M.c.content)
         .where(_M.c.conversation_id == h["conversation_id"])
@@ -141,13 +140,43 @@ async def _view(
     return view, dict(h["external_refs"] or {})
 
 
+async def _waits_for_earlier(conn: AsyncConnection, delivery_id: uuid.UUID) -> datetime | None:
+    """Follow-ups go in order: a platform must see the trigger before the resolve, and the
+    ticket must exist before it is updated. An earlier delivery of the same handoff to the
+    same place that is still on its way holds this one back (a dead one does not). Returns
+    when that earlier one is next tried, or None."""
+    earlier = _D.alias("earlier")
+    query = (
+        sa.select(earlier.c.next_attempt_at)
+        .select_from(earlier.join(_D, _D.c.id == delivery_id))
+        .where(
+            earlier.c.handoff_id == _D.c.handoff_id,
+            earlier.c.channel == _D.c.channel,
+            earlier.c.recipient == _D.c.recipient,
+            earlier.c.created_at < _D.c.created_at,
+            earlier.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.sending.value]),
+        )
+        .order_by(earlier.c.next_attempt_at.desc())
+        .limit(1)
+    )
+    found = (await conn.execute(query)).scalar_one_or_none()
+    return found if found is not None else None
+
+
 async def deliver(runtime: Runtime, delivery_id: uuid.UUID) -> str:
     """Make one attempt at one delivery. Returns what happened (for logs and tests)."""
     now = utcnow()
     async with runtime.engine.begin() as conn:
-        row = await _claim(conn, delivery_id, now)
-        if row is None:
-            return "skipped"
+        earlier_at = await _waits_for_earlier(conn, delivery_id)
+        if earlier_at is None:
+            row = await _claim(conn, delivery_id, now)
+            if row is None:
+                return "skipped"
+    if earlier_at is not None:
+        delay = max(ORDER_DELAY, (earlier_at - now).total_seconds() + ORDER_DELAY)
+        await runtime.enqueue([delivery_id], delay=delay, tag=f"w{int(now.timestamp())}")
+        return "waiting"
+    async with runtime.engine.begin() as conn:
         channel = runtime.channels.get(row["channel"])
         view: HandoffView | None = None
         refs: dict[str, Any] = {}
