@@ -40,6 +40,12 @@ class Conversation(SQLModel, table=True):
     # Kept as a counter so a turn needs no COUNT(*); it also orders messages (seq).
     message_count: int = 0
     handled_by: str = Field(default="bot", sa_column=sa.Column(sa.String(8), nullable=False))
+    # When a human handed the conversation back: the length and duration triggers, and the
+    # error-pattern history, count from here, not from the start.
+    bot_since_seq: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
+    bot_since_at: datetime | None = Field(default=None, sa_column=sa.Column(UTCDateTime))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=sa.Column(UTCDateTime, nullable=False)
     )

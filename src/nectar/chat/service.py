@@ -188,6 +188,9 @@ class _Context:
     message_count: int
     started_at: datetime
     history: list[HistoryItem]
+    # Messages since a human last handed the conversation back (all of them if never).
+    bot_since_seq: int = 0
+    recent: list[HistoryItem] | None = None
 
 
 async def _load(
@@ -202,6 +205,9 @@ async def _load(
                 _CONV.c.handled_by,
                 _CONV.c.message_count,
                 _CONV.c.created_at,
+                _CONV.c.bot_since_seq,
+                _CONV.c.bot_since_at,
+                _MSG.c.seq,
                 _MSG.c.role,
                 _MSG.c.content,
                 _MSG.c.confidence,
@@ -216,14 +222,21 @@ async def _load(
         raise ConversationNotFound()
     if rows[0].handled_by == "closed":
         raise ConversationClosed()
-    history = [HistoryItem(r.role, r.content, r.confidence) for r in rows if r.role][::-1]
+    first = rows[0]
+    ordered = [r for r in rows if r.role][::-1]
     return _Context(
         request.conversation_id,
         False,
-        rows[0].handled_by,
-        rows[0].message_count,
-        rows[0].created_at,
-        history,
+        first.handled_by,
+        first.message_count,
+        first.bot_since_at or first.created_at,
+        [HistoryItem(r.role, r.content, r.confidence) for r in ordered],
+        first.bot_since_seq,
+        [
+            HistoryItem(r.role, r.content, r.confidence)
+            for r in ordered
+            if r.seq > first.bot_since_seq
+        ],
     )
 
 
@@ -317,9 +330,9 @@ async def handle_turn(
             decision = detect(
                 TurnFacts(
                     message=request.message,
-                    history=ctx.history,
+                    history=ctx.recent if ctx.recent is not None else ctx.history,
                     answer=answer,
-                    stored_messages=ctx.message_count,
+                    stored_messages=ctx.message_count - ctx.bot_since_seq,
                     conversation_started_at=ctx.started_at,
                     now=now,
                 ),

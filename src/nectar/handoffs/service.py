@@ -597,9 +597,7 @@ async def resolve(
         now,
         {"return_to_bot": return_to_bot, "notes": notes or ""},
     )
-    await _plan(
-        session, fx, handoff, EventType.resolved, now, data={"by": _display(actor)}
-    )
+    await _plan(session, fx, handoff, EventType.resolved, now, data={"by": _display(actor)})
     return await _get(session, handoff.id)
 
 
@@ -656,6 +654,13 @@ async def _close_conversation(
     if notice:
         await append_message(
             session, handoff.conversation_id, MessageRole.system, notice, now, None, bus
+        )
+    if handled_by == "bot":
+        # The bot starts afresh: length and duration triggers count from here.
+        await conn.execute(
+            sa.update(_CONV)
+            .where(_CONV.c.id == handoff.conversation_id)
+            .values(bot_since_seq=_CONV.c.message_count, bot_since_at=now)
         )
 
 

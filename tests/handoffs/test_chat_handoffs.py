@@ -1,0 +1,127 @@
+"""Handoffs opened by the chat turn itself, end to end through the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import create_bot
+
+ARTICLES = {
+    "Resetting your password": (
+        "# Resetting your password\n\nOpen the sign-in page and click **Forgot password**. "
+        "The emailed link works for 60 minutes. Passwords need at least 10 characters."
+    ),
+    "Exporting your data": (
+        "# Exporting your data\n\nGo to **Settings > Account > Export** and click **Start "
+        "export**. We email a download link that stays valid for 7 days."
+    ),
+}
+
+
+@pytest.fixture
+async def bot(client: httpx.AsyncClient, admin: Any) -> dict[str, Any]:
+    r = await client.post("/api/honey-jars", json={"name": "Help"}, headers=admin.headers)
+    jar = r.json()["honey_jar"]["id"]
+    for title, content in ARTICLES.items():
+        await client.post(
+            f"/api/honey-jars/{jar}/documents",
+            json={"title": title, "content": content},
+            headers=admin.headers,
+        )
+    return await create_bot(client, admin, honey_jar_ids=[jar], max_conversation_length=6)
+
+
+async def say(client: httpx.AsyncClient, bot: dict, text: str, cid: str | None = None) -> dict:
+    body: dict[str, Any] = {"message": text}
+    if cid:
+        body["conversation_id"] = cid
+    r = await client.post(
+        f"/api/nectar-bots/{bot['id']}/chat", json=body, headers={"X-API-Key": bot["api_key"]}
+    )
+    assert r.status_code == 200, r.text
+    result: dict = r.json()
+    return result
+
+
+async def test_bot_command_hands_off_with_a_notice(
+    client: httpx.AsyncClient, bot: dict, admin: Any
+) -> None:
+    turn = await say(client, bot, "/agent please")
+    assert turn["handled_by"] == "human"
+    assert turn["handoff"]["reason"] == "bot_command"
+    assert turn["handoff"]["status"] == "pending"
+    assert "support team" in turn["reply"]
+    assert turn["sources"] == []
+    detail = (
+        await client.get(
+            f"/api/nectar-bots/handoffs/{turn['handoff']['id']}", headers=admin.headers
+        )
+    ).json()
+    assert detail["evidence"]
+    assert detail["context"]["trigger_message"]["content"] == "/agent please"
+    # The bot's withheld draft is kept for the agent.
+    assert "bot_draft" in detail["context"]
+
+
+async def test_answerable_questions_do_not_hand_off(client: httpx.AsyncClient, bot: dict) -> None:
+    for text in ("how do I reset my password?", "how do I export my data"):
+        turn = await say(client, bot, text)
+        assert turn["handoff"] is None, (text, turn)
+        assert turn["handled_by"] == "bot"
+
+
+async def test_asking_for_a_person_hands_off(client: httpx.AsyncClient, bot: dict) -> None:
+    turn = await say(client, bot, "can I please talk to a real person about this?")
+    assert turn["handoff"]["reason"] in ("explicit_request", "keyword_detected")
+    again = await say(client, bot, "hello? anyone?", turn["conversation_id"])
+    assert again["handled_by"] == "human"
+    assert again["reply"] is None
+    assert again["handoff"]["id"] == turn["handoff"]["id"]  # no second handoff
+
+
+async def test_a_long_conversation_hands_off_once_and_counts_again_after_hand_back(
+    client: httpx.AsyncClient, bot: dict, admin: Any
+) -> None:
+    """max_conversation_length 6: the 4th user message would make 7 stored messages."""
+    cid = None
+    questions = [
+        "how do I reset my password?",
+        "how long does the export download link stay valid",
+        "what is the minimum password length",
+    ]
+    for question in questions:
+        turn = await say(client, bot, question, cid)
+        cid = turn["conversation_id"]
+        assert turn["handoff"] is None, (question, turn)
+    turn = await say(client, bot, "where in settings do I start an export", cid)
+    assert turn["handoff"]["reason"] == "conversation_too_long"
+    hid = turn["handoff"]["id"]
+    r = await client.post(f"/api/nectar-bots/handoffs/{hid}/resolve", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    # Back with the bot: the count starts again, so the next question is answered.
+    back = await say(client, bot, "how many minutes does the reset link work", cid)
+    assert back["handled_by"] == "bot"
+    assert back["handoff"] is None
+
+
+async def test_handoff_disabled_bot_never_hands_off(client: httpx.AsyncClient, admin: Any) -> None:
+    quiet = await create_bot(client, admin, name="Quiet", handoff_enabled=False)
+    turn = await say(client, quiet, "/human now")
+    assert turn["handoff"] is None
+    assert turn["handled_by"] == "bot"
+
+
+async def test_disabled_trigger_is_skipped(
+    client: httpx.AsyncClient, bot: dict, admin: Any
+) -> None:
+    r = await client.post(
+        f"/api/nectar-bots/{bot['id']}/handoff",
+        json={"triggers": {"disabled": ["bot_command"]}},
+        headers=admin.headers,
+    )
+    assert r.status_code == 200
+    turn = await say(client, bot, "/handoff how do I reset my password?")
+    assert turn["handoff"] is None or turn["handoff"]["reason"] != "bot_command"
