@@ -109,8 +109,8 @@ def worker_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "job_serializer": serialize,
         "job_deserializer": deserialize,
         # arq's default 0.5 s poll costs ~255 ms median pickup; 10 ms costs ~7 ms.
-        "poll_delay": 0.01,
-        "max_jobs": 50,
+        "poll_delay": settings.worker_poll_delay,
+        "max_jobs": settings.worker_max_jobs,
         "handle_signals": True,
     }
     values.update(overrides)

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # Client addresses (exact IPs) whose X-Forwarded-For header is believed.
     trusted_proxies: list[str] = Field(default_factory=list)
 
+    # arq worker: how often an idle worker polls Redis (arq's own default, 0.5 s, costs
+    # ~255 ms median pickup), and how many jobs it runs at once.
+    worker_poll_delay: float = Field(default=0.01, gt=0, le=5)
+    worker_max_jobs: int = Field(default=50, ge=1, le=1000)
+
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_echo: bool = False
