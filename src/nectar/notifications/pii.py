@@ -17,16 +17,24 @@ Phone numbers have no checksum, so only shapes that are rarely anything else cou
 
 Years, prices, versions (``2.14.3``), dates, sizes and short ids (order numbers of 4 to 6
 digits) match none of these. Scrubbing is idempotent: the placeholders hold no digits or
-``@``, so scrubbing twice changes nothing.
+``@``, so scrubbing twice changes nothing. Hostile input (long digit runs, many ``@``) is
+scrubbed in linear time: no pattern can backtrack across a whole run.
+
+``scrub_view`` covers a handoff's free text; ``scrub_delivery`` also covers the event data
+(a cancellation's reason, names), and the Zendesk, ServiceNow and webhook channels apply it
+themselves whatever the worker already did.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
+import string
 from collections.abc import Callable
+from typing import Any
 
-from nectar.notifications.channels.base import HandoffView
+from nectar.notifications.channels.base import Delivery, HandoffView
 
 EMAIL = "[email]"
 PHONE = "[phone]"
@@ -34,9 +42,10 @@ CARD = "[card]"
 IBAN = "[iban]"
 SSN = "[ssn]"
 
+# Unicode letters are allowed in both parts (internationalised addresses).
 _EMAIL = re.compile(
-    r"(?<![\w.%+-])[\w.%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}\b"
+    r"(?<![\w.%+-])[\w.%+-]+@[^\W_](?:[\w-]*[^\W_])?"
+    r"(?:\.[^\W_](?:[\w-]*[^\W_])?)*\.[^\W\d_]{2,}\b"
 )
 
 # An IBAN starts with a country code and check digits; its body is alphanumeric groups
@@ -45,6 +54,7 @@ _EMAIL = re.compile(
 _IBAN_START = re.compile(r"(?<!\w)[A-Za-z]{2}\d{2}")
 _IBAN_BODY = re.compile(r"[A-Za-z0-9]{0,30}(?: [A-Za-z0-9]{1,30}){0,9}")
 _IBAN_LENGTH = range(15, 35)
+_IBAN_LETTERS = {ord(letter): str(value) for value, letter in enumerate(string.ascii_uppercase, 10)}
 
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w]|-\d)")
 
@@ -91,9 +101,7 @@ def iban_valid(candidate: str) -> bool:
         return False
     if not iban.isascii() or not iban.isalnum():
         return False
-    rearranged = iban[4:] + iban[:4]
-    number = "".join(str(int(char, 36)) for char in rearranged)
-    return int(number) % 97 == 1
+    return int((iban[4:] + iban[:4]).translate(_IBAN_LETTERS)) % 97 == 1
 
 
 def _digits(text: str) -> str:
@@ -109,7 +117,10 @@ def _scrub_ibans(text: str) -> str:
         body = _IBAN_BODY.match(text, start.end())
         assert body is not None  # the body pattern also matches the empty string
         groups = text[start.start() : body.end()].split(" ")
+        lengths = list(itertools.accumulate(len(group) for group in groups))
         for end in range(len(groups), 0, -1):
+            if lengths[end - 1] not in _IBAN_LENGTH:
+                continue
             candidate = " ".join(groups[:end])
             if iban_valid(candidate):
                 out.append(text[done : start.start()])
@@ -120,33 +131,42 @@ def _scrub_ibans(text: str) -> str:
     return "".join(out)
 
 
+def _card_window(groups: list[str], start: int) -> int | None:
+    """The end of the longest Luhn-valid window of whole groups from ``start`` (13-19 digits;
+    each group of a split number has at least 3), or None."""
+    found = None
+    digits = ""
+    for end in range(start, len(groups)):
+        digits += groups[end]
+        if len(digits) > _CARD_DIGITS.stop - 1:
+            break
+        single = end == start
+        if not single and len(groups[end]) < _CARD_GROUP_MIN:
+            break
+        if len(digits) in _CARD_DIGITS and luhn_valid(digits):
+            found = end + 1
+    if found is not None and found - start > 1 and len(groups[start]) < _CARD_GROUP_MIN:
+        return None
+    return found
+
+
 def _replace_cards(match: re.Match[str]) -> str:
-    """Find Luhn-valid windows of whole groups (13-19 digits) in a run of digit groups."""
+    """Replace Luhn-valid windows of whole groups in a run of digit groups."""
     text = match.group(0)
     pieces = re.split(r"([ -])", text)  # groups at even indexes, separators at odd ones
     groups = pieces[0::2]
     out: list[str] = []
     start = 0
-    consumed = 0  # index in ``pieces`` up to which ``out`` covers the text
+    consumed = 0  # ``out`` covers ``pieces[:consumed]``
     while start < len(groups):
-        found = None
-        for end in range(len(groups), start, -1):
-            window = groups[start:end]
-            digits = "".join(window)
-            if (
-                len(digits) in _CARD_DIGITS
-                and (len(window) == 1 or all(len(g) >= _CARD_GROUP_MIN for g in window))
-                and luhn_valid(digits)
-            ):
-                found = end
-                break
-        if found is None:
+        end = _card_window(groups, start)
+        if end is None:
             start += 1
             continue
         out.append("".join(pieces[consumed : 2 * start]))
         out.append(CARD)
-        consumed = 2 * found - 1
-        start = found
+        consumed = 2 * end - 1
+        start = end
     out.append("".join(pieces[consumed:]))
     return "".join(out)
 
@@ -200,7 +220,27 @@ def scrub_view(view: HandoffView) -> HandoffView:
             scrub(view.resolution_notes) if view.resolution_notes else view.resolution_notes
         ),
         transcript=[
-            {**message, "content": scrub(message.get("content", ""))}
-            for message in view.transcript
+            {**message, "content": scrub(message.get("content", ""))} for message in view.transcript
         ],
+    )
+
+
+def scrub_data(value: Any) -> Any:
+    """Every string inside ``value`` (dicts and lists walked) scrubbed."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {key: scrub_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_data(item) for item in value]
+    return value
+
+
+def scrub_delivery(delivery: Delivery) -> Delivery:
+    """The delivery as an external platform may see it: the handoff view and the free text of
+    the event data (a cancellation's reason, names) scrubbed."""
+    return dataclasses.replace(
+        delivery,
+        handoff=scrub_view(delivery.handoff) if delivery.handoff is not None else None,
+        data=scrub_data(delivery.data),
     )
