@@ -166,6 +166,8 @@ class ServiceNowConfig(_Integration):
     username: str | None = None
     password: SecretStr | None = None
     assignment_group: str | None = None
+    # What a resolved incident is closed with; instances differ ("Solution provided"...).
+    close_code: str = "Solved (Permanently)"
     required = ("instance_url", "username", "password")
 
 

@@ -141,11 +141,15 @@ async def retry_delivery(
     response_model=TestResponse,
     responses=_ERRORS,
 )
-async def test_notification(
-    admin: AdminUser, services: ServicesDep, data: TestRequest | None = None
+async def send_test_notification(
+    admin: AdminUser,
+    services: ServicesDep,
+    data: TestRequest | None = None,
 ) -> TestResponse:
     """Send a test through every configured channel and report how each went."""
     data = data or TestRequest()
+    # The deliveries are committed in a unit of work of their own, so workers can take them
+    # while we wait (this route opens no request transaction that could hold a lock).
     sent = await deliveries.send_test_and_wait(
         services.sessions,
         services.settings.nectar_bots,

@@ -112,13 +112,18 @@ def external_targets(config: NectarBotsConfig, event: EventType) -> list[tuple[s
     ]
     if integrations.webhook.is_active:
         for endpoint in integrations.webhook.endpoints:
-            if (
-                event is EventType.test
-                or not endpoint.event_types
-                or event.value in endpoint.event_types
-            ):
+            if _wants(endpoint.event_types, event):
                 targets.append(("webhook", endpoint.url))
     return targets
+
+
+def _wants(event_types: list[str], event: EventType) -> bool:
+    """An endpoint lists the events it wants as ``handoff.created`` or ``created``; none
+    listed means all. Tests go everywhere."""
+    if event is EventType.test or not event_types:
+        return True
+    short = event.value.split(".", 1)[-1]
+    return any(t in (event.value, short) for t in event_types)
 
 
 async def plan(
@@ -142,6 +147,8 @@ async def plan(
     if bot_methods is not None:
         channels &= set(bot_methods) | {"in_app"}  # the inbox is how agents see their queue
     attempts = notifications.delivery.max_attempts
+    # When it happened, the same on every retry (a webhook's timestamp must not drift).
+    data = {"occurred_at": now.isoformat(), **(data or {})}
     rows: list[dict[str, Any]] = []
     roles: list[str] = (
         list(notifications.target_roles)

@@ -11,6 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from nectar.config import NectarBotsConfig
 from nectar.events import EventBus
 from nectar.notifications.channels.base import Channel
+from nectar.notifications.channels.email import EmailChannel
+from nectar.notifications.channels.in_app import InAppChannel
 from nectar.notifications.netguard import NetGuard
 
 
@@ -28,9 +30,7 @@ class Channels:
 
     async def aclose(self) -> None:
         for channel in self._channels.values():
-            close = getattr(channel, "aclose", None)
-            if close is not None:
-                await close()
+            await channel.aclose()
         if self._client is not None:
             await self._client.aclose()
 
@@ -43,16 +43,9 @@ def build_channels(
     """Every channel the config enables (in_app always; email when a notification type)."""
     notifications = config.handoff.notifications
     integrations = config.handoff.integrations
-    channels: dict[str, Channel] = {}
-    try:  # TEMPORARY while the channel modules land
-        from nectar.notifications.channels.email import EmailChannel
-        from nectar.notifications.channels.in_app import InAppChannel
-
-        channels["in_app"] = InAppChannel(sessions, events)
-        if "email" in notifications.notification_types:
-            channels["email"] = EmailChannel(notifications.email)
-    except ImportError:
-        pass
+    channels: dict[str, Channel] = {"in_app": InAppChannel(sessions, events)}
+    if "email" in notifications.notification_types:
+        channels["email"] = EmailChannel(notifications.email)
     client: httpx.AsyncClient | None = None
     if config.handoff.mode == "enterprise_external":
         client = httpx.AsyncClient(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from nectar.deps import SessionDep
+from nectar.deps import Services, ServicesDep
 from nectar.errors import Forbidden
 from nectar.users import service
 from nectar.users.exceptions import InvalidToken
@@ -16,12 +16,21 @@ from nectar.users.models import AccessToken, Role, User
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
-async def _authenticated(
-    request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> tuple[User, AccessToken]:
+async def _lookup(services: Services, token: str | None) -> tuple[User, AccessToken]:
+    """A short read of its own, not the request's unit of work: on SQLite a transaction
+    holds the write lock, and the request may run long (a stream, a wait)."""
     if not token:
         raise InvalidToken()
-    user, access = await service.user_for_token(session, token)
+    async with services.sessions() as session:
+        return await service.user_for_token(session, token)
+
+
+async def _authenticated(
+    request: Request,
+    services: ServicesDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> tuple[User, AccessToken]:
+    user, access = await _lookup(services, token)
     request.state.user_id = str(user.id)
     return user, access
 
@@ -37,14 +46,13 @@ CurrentUser = Annotated[User, Depends(current_user)]
 
 
 async def _stream_user(
-    request: Request,
-    session: SessionDep,
+    services: ServicesDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     access_token: Annotated[
         str | None, Query(description="for EventSource, which cannot send headers")
     ] = None,
 ) -> User:
-    user, _ = await _authenticated(request, session, token or access_token)
+    user, _ = await _lookup(services, token or access_token)
     return user
 
 

@@ -105,7 +105,9 @@ def self_test_incident(delivery: Delivery, assignment_group: str | None) -> dict
     return record
 
 
-def changes(delivery: Delivery, handoff: HandoffView) -> dict[str, Any]:
+def changes(
+    delivery: Delivery, handoff: HandoffView, close_code: str = CLOSE_CODE
+) -> dict[str, Any]:
     """The PATCH body of a follow-up."""
     note = clip(tickets.note(delivery, handoff), NOTES_CHARS)
     match delivery.event:
@@ -118,7 +120,7 @@ def changes(delivery: Delivery, handoff: HandoffView) -> dict[str, Any]:
             notes = (handoff.resolution_notes or "").strip() or headline(delivery) + "."
             return {
                 "state": RESOLVED,
-                "close_code": CLOSE_CODE,
+                "close_code": close_code,
                 "close_notes": clip(notes, NOTES_CHARS),
                 "work_notes": note,
             }
@@ -246,7 +248,7 @@ class ServiceNowChannel:
         )
 
     async def _update(self, delivery: Delivery, handoff: HandoffView) -> SendResult:
-        body = changes(delivery, handoff)
+        body = changes(delivery, handoff, self._config.close_code)
         refs = {
             key: delivery.external_refs[key]
             for key in (SYS_ID, NUMBER)
