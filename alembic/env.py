@@ -7,10 +7,10 @@ import os
 from logging.config import fileConfig
 
 import sqlalchemy as sa
+from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from alembic import context
 from nectar.migrations import include_name
 from nectar.models import metadata
 

@@ -6,12 +6,12 @@ import functools
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alembic import command
 from nectar.settings import REPO_ROOT
 
 SCRIPT_LOCATION = REPO_ROOT / "alembic"
