@@ -179,6 +179,9 @@ class EmailChannel:
         log.debug("email for delivery %s accepted by %s", delivery.id, server)
         return SendResult(detail=f"{server}: {reply}"[:300])
 
+    async def aclose(self) -> None:
+        """Nothing to close: each send opens and closes its own SMTP connection."""
+
 
 def _answer(server: str, code: int, text: str) -> DeliveryFailed:
     text = " ".join(text.split())[:300]

@@ -70,6 +70,9 @@ class InAppChannel:
         await self._events.publish(user_channel(user_id), service.created_event(notification))
         return SendResult(detail=f"notification {notification.id}")
 
+    async def aclose(self) -> None:
+        """Nothing to close: the sessions and the event bus belong to the caller."""
+
     async def _store(
         self, delivery: Delivery, user_id: uuid.UUID, delivery_id: uuid.UUID
     ) -> Notification:
