@@ -1,0 +1,250 @@
+"""Articles as the builtin responder reads them: blocks of sentences and list lines.
+
+A help article is a run of paragraphs, many opened by a bold label ("**Cancelling:** go to
+..."), and lists with a lead-in line ("In **Share > Link settings** you can choose:"). The
+reply is cut from these pieces, so they keep their wording (menu paths, prices, limits) and
+lose only the markdown.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from nectar.chat.responders.lexicon import vocabulary
+from nectar.knowledge.search import Hit
+
+_ITEM = re.compile(r"^\s*(?:[-*+]|(\d+)[.)])\s+")
+_LABEL = re.compile(r"^\*\*([^*]{1,80}?)[:.?]?\*\*[:.?]?\s*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9*\"'(`])")
+# A quantity ("10 GB", "$8", "600"), not a digit inside a name ("v2", "2FA", "AES-256").
+_NUMBER = re.compile(r"(?<![\w.-])\d+(?:[.,]\d+)?(?![\w/])")
+_DURATION = re.compile(
+    r"\b(?:\d+|one|two|three|a few)[\s-]*(?:minute|hour|day|week|month|year|business day)s?\b"
+    r"|\b(?:immediately|right away|straight away|at once)\b",
+    re.IGNORECASE,
+)
+# A menu path ("Settings > Security") or an instruction to act on the interface.
+_ACTION = re.compile(
+    r"\w\s+>\s+\w|\b(?:click|tap|choose|select|open|go to|run|type|enter|switch on|turn on)\b",
+    re.IGNORECASE,
+)
+
+
+def plain(text: str) -> str:
+    """Markdown emphasis, code marks and list markers out; the words and menu paths stay."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)
+    text = re.sub(r"(?<![\w*])[*_]([^*_\n]+)[*_](?![\w*])", r"\1", text)
+    text = re.sub(r"`([^`]+)`", r"\1", text)
+    return text.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A sentence, a list item or a list's lead-in line."""
+
+    index: int  # position in the article
+    block: int
+    kind: str  # "sentence", "item", "step" or "lead"
+    marker: str  # "- " or "2. " for list lines
+    text: str  # plain text, as it goes into a reply
+    vocab: frozenset[str]
+    words: int
+    has_number: bool
+    has_duration: bool
+    has_action: bool
+    # What the unit says it is about: its own "Label:", or the bold lead-in it opens with.
+    label_vocab: frozenset[str] = frozenset()
+    # The bold lead-in of its paragraph, which the unit is about too.
+    context_vocab: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Block:
+    """A paragraph, or a list with its lead-in; ``label`` is a bold lead-in ("Cancelling")."""
+
+    label: str
+    label_vocab: frozenset[str]
+    units: list[Unit] = field(default_factory=list)
+    vocab: frozenset[str] = frozenset()  # the label's and every unit's, once parsed
+
+    @property
+    def is_list(self) -> bool:
+        return any(u.kind in ("item", "step") for u in self.units)
+
+
+@dataclass(slots=True)
+class Article:
+    """The retrieved chunks of one document, in document order."""
+
+    document_id: uuid.UUID
+    title: str
+    hits: list[Hit]
+    rank: int  # position of its best chunk in the search results
+    blocks: list[Block]
+    units: list[Unit]
+    vocab: frozenset[str]
+    title_vocab: frozenset[str]
+    label_vocab: frozenset[str]  # every bold lead-in and list-line label: what it is organised by
+    text: str  # plain text of the whole retrieved body, for finding earlier replies
+
+    @property
+    def best_hit(self) -> Hit:
+        return max(self.hits, key=lambda h: h.score)
+
+
+def articles(hits: list[Hit]) -> list[Article]:
+    """Group the search results by document, keeping the order of the best chunk."""
+    groups: dict[uuid.UUID, list[Hit]] = {}
+    ranks: dict[uuid.UUID, int] = {}
+    for rank, hit in enumerate(hits):
+        groups.setdefault(hit.document_id, []).append(hit)
+        ranks.setdefault(hit.document_id, rank)
+    result = []
+    for document_id, group in groups.items():
+        group.sort(key=lambda h: h.chunk_id)
+        # Section headings below the title are part of what the article is about.
+        headings = " ".join(dict.fromkeys(h.heading for h in group))
+        parsed = _parse(group[0].title, headings, "\n\n".join(h.body for h in group))
+        result.append(
+            Article(
+                document_id=document_id,
+                title=group[0].title,
+                hits=group,
+                rank=ranks[document_id],
+                blocks=parsed.blocks,
+                units=parsed.units,
+                vocab=parsed.vocab,
+                title_vocab=parsed.title_vocab,
+                label_vocab=parsed.label_vocab,
+                text=parsed.text,
+            )
+        )
+    result.sort(key=lambda a: a.rank)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    blocks: list[Block]
+    units: list[Unit]
+    vocab: frozenset[str]
+    title_vocab: frozenset[str]
+    label_vocab: frozenset[str]
+    text: str
+
+
+# The same passages come back turn after turn: parse each once. Nothing downstream changes a
+# parsed article, so sharing them is safe.
+@functools.lru_cache(maxsize=2048)
+def _parse(title: str, headings: str, body: str) -> _Parsed:
+    blocks = parse_blocks(body)
+    units = [u for b in blocks for u in b.units]
+    return _Parsed(
+        blocks=blocks,
+        units=units,
+        vocab=frozenset(vocabulary(f"{headings} {plain(body)}")),
+        title_vocab=frozenset(vocabulary(headings or title)),
+        label_vocab=frozenset().union(*(u.label_vocab for u in units)),
+        text=_squash(plain(body)),
+    )
+
+
+def parse_blocks(body: str) -> list[Block]:
+    blocks: list[Block] = []
+    count = 0
+
+    def add(kind: str, raw: str, marker: str = "") -> None:
+        nonlocal count
+        text = plain(raw)
+        if not text:
+            return
+        block = blocks[-1]
+        head = text.split(":", 1)[0] if ":" in text[:60] else ""
+        label = vocabulary(head) if head and len(head.split()) <= 5 else set()
+        lead = next((u for u in block.units if u.kind == "lead"), None) if marker else None
+        block.units.append(
+            Unit(
+                index=count,
+                block=len(blocks) - 1,
+                kind=kind,
+                marker=marker,
+                text=text,
+                vocab=frozenset(vocabulary(text)),
+                words=len(text.split()),
+                has_number=bool(_NUMBER.search(text)),
+                has_duration=bool(_DURATION.search(text)),
+                has_action=bool(_ACTION.search(text)) or bool(lead and lead.has_action),
+                label_vocab=frozenset(label)
+                | (block.label_vocab if not block.units else frozenset()),
+                context_vocab=block.label_vocab,
+            )
+        )
+        count += 1
+
+    for paragraph in re.split(r"\n\s*\n", body):
+        lines = _logical_lines(paragraph)
+        if not lines:
+            continue
+        match = _LABEL.match(lines[0])
+        follows_lead = bool(blocks and blocks[-1].units and blocks[-1].units[-1].kind == "lead")
+        if not (follows_lead and _ITEM.match(lines[0])):
+            label = match.group(1).strip() if match else ""
+            blocks.append(Block(label, frozenset(vocabulary(label))))
+        for line in lines:
+            item = _ITEM.match(line)
+            if item:
+                number = item.group(1)
+                marker = f"{number}. " if number else "- "
+                add("step" if number else "item", line[item.end() :], marker)
+                continue
+            pieces = [s for s in _SENTENCE_END.split(line) if s.strip()]
+            for i, piece in enumerate(pieces):
+                last = i == len(pieces) - 1
+                add("lead" if last and piece.rstrip().endswith(":") else "sentence", piece)
+    for block in blocks:
+        block.vocab = block.label_vocab.union(*(u.vocab for u in block.units))
+    return blocks
+
+
+def _logical_lines(paragraph: str) -> list[str]:
+    """Source lines joined back into sentences and list items: a wrapped line continues the
+    one before unless it starts a list item."""
+    lines: list[str] = []
+    for raw in paragraph.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if lines and not _ITEM.match(raw) and not lines[-1].endswith(":"):
+            lines[-1] += " " + line
+        else:
+            lines.append(line)
+    return lines
+
+
+def render(units: list[Unit]) -> str:
+    """Units back into text: sentences of one block run on, list lines stay lines."""
+    lines: list[str] = []
+    previous: Unit | None = None
+    for unit in units:
+        if unit.marker:
+            lines.append(unit.marker + unit.text)
+        elif previous is not None and previous.block == unit.block and previous.kind == "sentence":
+            lines[-1] += " " + unit.text
+        else:
+            lines.append(unit.text)
+        previous = unit
+    return "\n".join(lines)
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def contains_reply(article: Article, reply: str) -> bool:
+    """Whether an earlier bot reply was cut from this article."""
+    lines = [_squash(re.sub(r"^(?:- |\d+[.)] )", "", line)) for line in reply.splitlines()]
+    lines = [line for line in lines if len(line) >= 12]
+    return bool(lines) and sum(line[:80] in article.text for line in lines) * 2 >= len(lines)
