@@ -33,7 +33,7 @@ from nectar.notifications.tasks import Runtime, deliver, sweep
 from nectar.observability import MetricsMiddleware
 from nectar.observability import router as ops_router
 from nectar.queue import ArqQueue, InProcessQueue, JobQueue
-from nectar.ratelimit import Limiter, MemoryLimiter, RedisLimiter
+from nectar.ratelimit import FallbackLimiter, Limiter, MemoryLimiter, RedisLimiter
 from nectar.settings import Settings, load_settings
 from nectar.users.router import auth_router, users_router
 
@@ -86,11 +86,14 @@ async def _start_jobs(
 ) -> _Jobs:
     """With Redis, enqueue to arq for `nectar worker`; without, drain the outbox here."""
     if redis is not None:
-        from arq import create_pool
+        from arq.connections import ArqRedis
 
-        from workers.settings import arq_redis_settings, queue_name
+        from workers.settings import queue_name
 
-        pool = await create_pool(arq_redis_settings(settings))
+        # Not arq's create_pool, which pings (and retries for seconds) before returning: Redis
+        # is an accelerator, so the API starts while it is down and /readyz says so.
+        assert settings.redis_url
+        pool = ArqRedis.from_url(settings.redis_url)
         return _Jobs(ArqQueue(pool, queue_name(settings)), [pool.aclose])
     channels = build_channels(settings.nectar_bots, sessions, events)
     queue: InProcessQueue
@@ -128,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events: EventBus
         if settings.redis_url:
             redis = Redis.from_url(settings.redis_url)
-            limiter = RedisLimiter(redis, settings.redis_prefix)
+            limiter = FallbackLimiter(RedisLimiter(redis, settings.redis_prefix), MemoryLimiter())
             events = RedisBus(redis, settings.redis_prefix)
         else:
             limiter = MemoryLimiter()

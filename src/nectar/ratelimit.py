@@ -6,12 +6,16 @@ on when a window ends. Increments are atomic: concurrent requests cannot race pa
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,3 +169,56 @@ class RedisLimiter:
 
     async def incr(self, key: str) -> None:
         await self._redis.incr(f"{self._prefix}:{key}")
+
+
+class FallbackLimiter:
+    """Redis first; while Redis is unreachable, count in this process instead of failing
+    the request (limits become per replica until Redis is back)."""
+
+    def __init__(self, primary: Limiter, fallback: Limiter) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self._warned_at = 0.0
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > 60:
+            self._warned_at = now
+            log.warning("Redis unreachable for rate limits (%s); counting in-process", exc)
+
+    async def hit(self, key: str, limit: int, window: int, cost: int = 1) -> Window:
+        try:
+            return await self._primary.hit(key, limit, window, cost)
+        except (RedisError, OSError) as exc:
+            self._warn(exc)
+            return await self._fallback.hit(key, limit, window, cost)
+
+    async def peek(self, key: str, limit: int, window: int) -> Window:
+        try:
+            return await self._primary.peek(key, limit, window)
+        except (RedisError, OSError) as exc:
+            self._warn(exc)
+            return await self._fallback.peek(key, limit, window)
+
+    async def clear(self, key: str, window: int) -> None:
+        try:
+            await self._primary.clear(key, window)
+        except (RedisError, OSError) as exc:
+            self._warn(exc)
+            await self._fallback.clear(key, window)
+
+    async def hit_many(
+        self, hits: list[tuple[str, int, int]], read: str | None = None
+    ) -> tuple[list[Window], str | None]:
+        try:
+            return await self._primary.hit_many(hits, read)
+        except (RedisError, OSError) as exc:
+            self._warn(exc)
+            return await self._fallback.hit_many(hits, read)
+
+    async def incr(self, key: str) -> None:
+        try:
+            await self._primary.incr(key)
+        except (RedisError, OSError) as exc:
+            self._warn(exc)
+            await self._fallback.incr(key)
