@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,11 @@ def _describe_validation(errors: list[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+# PostgreSQL refuses text it cannot store: NUL characters in text (22021) and \u0000 in JSONB
+# (22P05). SQLite stores them. Either way it is the client's input, not a bug.
+_UNSTORABLE_TEXT = {"22021", "22P05"}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NectarError)
     async def _nectar(_request: Request, exc: NectarError) -> JSONResponse:
@@ -149,6 +155,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(code, detail), status_code=exc.status_code, headers=exc.headers
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:
+            return JSONResponse(
+                error_body("validation_error", "text must not contain NUL (\\u0000) characters"),
+                status_code=422,
+            )
+        raise exc
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
