@@ -97,9 +97,17 @@ def worker_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
         # keep_result=0: a finished job leaves no result key, so the same delivery id can be
         # enqueued again (a retry, a sweep) without arq refusing it as a duplicate.
         "functions": [func(deliver_job, name="deliver", keep_result=0, max_tries=3), ping],
+        # Cron job ids are global in Redis: named after our prefix, so deployments (or test
+        # runs) sharing one Redis do not swallow each other's sweeps.
         "cron_jobs": [
-            cron(sweep_job, second=set(range(0, 60, 5)), run_at_startup=True, keep_result=0),
-            cron(sla_job, second={0, 30}, keep_result=0),
+            cron(
+                sweep_job,
+                name=f"{settings.redis_prefix}:sweep",
+                second=set(range(0, 60, 5)),
+                run_at_startup=True,
+                keep_result=0,
+            ),
+            cron(sla_job, name=f"{settings.redis_prefix}:sla", second={0, 30}, keep_result=0),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

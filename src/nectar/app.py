@@ -88,12 +88,14 @@ async def _start_jobs(
     if redis is not None:
         from arq.connections import ArqRedis
 
-        from workers.settings import queue_name
+        from workers.settings import deserialize, queue_name, serialize
 
         # Not arq's create_pool, which pings (and retries for seconds) before returning: Redis
         # is an accelerator, so the API starts while it is down and /readyz says so.
         assert settings.redis_url
         pool = ArqRedis.from_url(settings.redis_url)
+        # JSON, as the worker reads it (arq's default is pickle).
+        pool.job_serializer, pool.job_deserializer = serialize, deserialize
         return _Jobs(ArqQueue(pool, queue_name(settings)), [pool.aclose])
     channels = build_channels(settings.nectar_bots, sessions, events)
     queue: InProcessQueue

@@ -129,7 +129,7 @@ async def test_admins_get_an_in_app_notification_within_a_second(
     assert asyncio.get_running_loop().time() - started < 1.0
     assert got[0]["handoff_id"] == hid
     assert got[0]["urgency"] == "high"
-    assert await inbox(admin)  # every admin, the escalating one too
+    assert await poll(lambda: inbox(admin))  # every admin, the escalating one too
     assert await inbox(agent) == []  # target_roles is ["admin"]
     r = await client.get(
         "/api/notifications/deliveries", params={"handoff_id": hid}, headers=admin.headers

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ async def test_worker_delivers_what_the_api_enqueued(
         running_worker(settings),
     ):
         _, hid = await open_handoff(client, admin)
-        got = await poll(lambda: inbox(client, admin), within=5)
+        # Well before the sweeper's 5-second rounds could have rescued a lost job.
+        got = await poll(lambda: inbox(client, admin), within=2)
         assert got[0]["handoff_id"] == hid
 
 
@@ -78,9 +80,12 @@ async def test_a_flushed_queue_is_refilled_by_the_sweeper(
         ):
             _, hid = await open_handoff(c, admin)  # enqueued, but no worker is running
             assert await redis.zcard(queue_name(settings)) >= 1
+            # Jobs are JSON (never pickle), the format the worker reads.
+            job_ids = await redis.zrange(queue_name(settings), 0, -1)
+            job = json.loads(await redis.get(b"arq:job:" + job_ids[0]))
+            assert job["f"] == "deliver"
             # Redis loses the queue (a flush, a failover without persistence): the queue and
             # its jobs go (only this test's own keys: other runs may share this Redis).
-            job_ids = await redis.zrange(queue_name(settings), 0, -1)
             await redis.delete(queue_name(settings), *[b"arq:job:" + j for j in job_ids])
             assert await redis.zcard(queue_name(settings)) == 0
             assert await inbox(c, admin) == []
