@@ -351,3 +351,23 @@ async def test_regenerated_key_is_refused_by_another_replica_at_once(
             assert r.status_code == 200
             assert_error(await chat(b, bot, "hello"), 401)
             assert (await chat(b, {**bot, "api_key": r.json()["api_key"]}, "hi")).status_code == 200
+
+
+async def test_public_endpoints_never_serve_a_conversation_started_with_the_key(
+    client: httpx.AsyncClient, admin: Any
+) -> None:
+    jar_id = await make_jar(client, admin)
+    bot = await create_bot(client, admin, name="Both Ways", is_public=True, honey_jar_ids=[jar_id])
+    private = (await chat(client, bot, "reset password")).json()["conversation_id"]
+    base = f"/api/nectar-bots/public/{bot['slug']}"
+    assert_error(await client.get(f"{base}/conversations/{private}/messages"), 404)
+    assert_error(await client.get(f"{base}/conversations/{private}/stream"), 404)
+    r = await client.post(f"{base}/chat", json={"message": "hi", "conversation_id": private})
+    assert_error(r, 404)
+    # The owner's key still reads both kinds.
+    public = (await client.post(f"{base}/chat", json={"message": "reset password"})).json()
+    r = await client.get(
+        f"/api/nectar-bots/{bot['id']}/conversations/{public['conversation_id']}/messages",
+        headers=key_headers(bot),
+    )
+    assert r.status_code == 200

@@ -37,6 +37,11 @@ class Conversation(SQLModel, table=True):
     metadata_: dict[str, Any] = Field(
         default_factory=dict, sa_column=sa.Column("metadata", JSONType, nullable=False)
     )
+    # "api" (started with the bot's key) or "public" (the keyless public endpoint): public
+    # endpoints serve public conversations only, whoever learns another one's id.
+    origin: str = Field(
+        default="api", sa_column=sa.Column(sa.String(8), nullable=False, server_default="api")
+    )
     # Kept as a counter so a turn needs no COUNT(*); it also orders messages (seq).
     message_count: int = 0
     handled_by: str = Field(default="bot", sa_column=sa.Column(sa.String(8), nullable=False))

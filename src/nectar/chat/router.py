@@ -113,7 +113,7 @@ async def public_chat(
     """Chat with a public bot without a key; the bot's limits apply per client IP."""
     bot, limits = await service.admit_public(services, slug, ip)
     response.headers.update(limits.headers())
-    return await service.handle_turn(services, bot, request, services.responder)
+    return await service.handle_turn(services, bot, request, services.responder, "public")
 
 
 @router.get(
@@ -130,7 +130,9 @@ async def public_messages(
 ) -> MessageList:
     """A public conversation, readable by whoever holds its (unguessable) id."""
     bot = await service.public_info(services, slug)
-    return await service.list_messages(services.engine, bot, conversation_id, after, limit)
+    return await service.list_messages(
+        services.engine, bot, conversation_id, after, limit, public=True
+    )
 
 
 @router.get(
@@ -147,6 +149,6 @@ async def public_follow(
 ) -> EventSourceResponse:
     """The live stream of a public conversation (whoever holds its id may follow it)."""
     bot = await service.public_info(services, slug)
-    await service.check_conversation(services.engine, bot, conversation_id)
+    await service.check_conversation(services.engine, bot, conversation_id, public=True)
     after_seq = await stream.seq_of(services, conversation_id, last_event_id or after)
     return EventSourceResponse(stream.follow(services, conversation_id, after_seq), ping=15)

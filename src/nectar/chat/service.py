@@ -194,7 +194,7 @@ class _Context:
 
 
 async def _load(
-    conn: AsyncConnection, bot: BotSnapshot, request: ChatRequest, now: datetime
+    conn: AsyncConnection, bot: BotSnapshot, request: ChatRequest, now: datetime, origin: str
 ) -> _Context:
     if request.conversation_id is None:
         return _Context(new_id(), True, "bot", 0, now, [])
@@ -213,7 +213,12 @@ async def _load(
                 _MSG.c.confidence,
             )
             .select_from(_CONV.outerjoin(_MSG, _MSG.c.conversation_id == _CONV.c.id))
-            .where(_CONV.c.id == request.conversation_id, _CONV.c.bot_id == bot.id)
+            .where(
+                _CONV.c.id == request.conversation_id,
+                _CONV.c.bot_id == bot.id,
+                # The keyless endpoint continues only conversations it started.
+                _CONV.c.origin == "public" if origin == "public" else sa.true(),
+            )
             .order_by(_MSG.c.seq.desc())
             .limit(HISTORY_TURNS)
         )
@@ -293,7 +298,11 @@ def _message_row(
 
 
 async def handle_turn(
-    services: Services, bot: BotSnapshot, request: ChatRequest, responder: Responder
+    services: Services,
+    bot: BotSnapshot,
+    request: ChatRequest,
+    responder: Responder,
+    origin: str = "api",
 ) -> ChatResponse:
     """Store the user's message and answer it, hand it to a human, or relay it to the human
     who already holds the conversation."""
@@ -301,7 +310,7 @@ async def handle_turn(
     now = utcnow()
     config = services.settings.nectar_bots
     async with _reading(services.engine) as conn:
-        ctx = await _load(conn, bot, request, now)
+        ctx = await _load(conn, bot, request, now, origin)
         bot_holds = ctx.handled_by == "bot"
         hits = (
             await search(
@@ -354,7 +363,7 @@ async def handle_turn(
     async with services.engine.begin() as conn:
         # The user's message, plus the bot's reply or the handoff notice.
         added = 1 if answer is None else 2
-        first_seq = await _reserve(conn, ctx, bot, request, added, now)
+        first_seq = await _reserve(conn, ctx, bot, request, added, now, origin)
         rows = [
             _message_row(
                 ctx.conversation_id, user_id, first_seq, MessageRole.user, request.message, now
@@ -452,11 +461,12 @@ async def _reserve(
     request: ChatRequest,
     added: int,
     now: datetime,
+    origin: str,
 ) -> int:
     """Create the conversation, or bump its message counter; returns the first new seq."""
     if ctx.is_new:
         await conn.execute(
-            sa.insert(_CONV).values(**_new_conversation(ctx, bot, request, added, now))
+            sa.insert(_CONV).values(**_new_conversation(ctx, bot, request, added, now, origin))
         )
         return 1
     count = (
@@ -493,7 +503,7 @@ async def _open_handoff_of(
 
 
 def _new_conversation(
-    ctx: _Context, bot: BotSnapshot, request: ChatRequest, added: int, now: Any
+    ctx: _Context, bot: BotSnapshot, request: ChatRequest, added: int, now: Any, origin: str
 ) -> dict[str, Any]:
     user = request.user
     return {
@@ -505,6 +515,7 @@ def _new_conversation(
         "metadata": request.metadata or {},
         "message_count": added,
         "handled_by": "bot",
+        "origin": origin,
         "created_at": now,
         "last_message_at": now,
     }
@@ -513,15 +524,17 @@ def _new_conversation(
 # --- reading a conversation back ----------------------------------------------------------------
 
 
+def _owned(bot: BotSnapshot, conversation_id: uuid.UUID, public: bool) -> sa.Select[Any]:
+    query = sa.select(_CONV.c.id).where(_CONV.c.id == conversation_id, _CONV.c.bot_id == bot.id)
+    return query.where(_CONV.c.origin == "public") if public else query
+
+
 async def check_conversation(
-    engine: AsyncEngine, bot: BotSnapshot, conversation_id: uuid.UUID
+    engine: AsyncEngine, bot: BotSnapshot, conversation_id: uuid.UUID, public: bool = False
 ) -> None:
+    """The conversation is this bot's (and, for the public endpoints, a public one)."""
     async with engine.connect() as conn:
-        found = (
-            await conn.execute(
-                sa.select(_CONV.c.id).where(_CONV.c.id == conversation_id, _CONV.c.bot_id == bot.id)
-            )
-        ).first()
+        found = (await conn.execute(_owned(bot, conversation_id, public))).first()
     if found is None:
         raise ConversationNotFound()
 
@@ -532,14 +545,10 @@ async def list_messages(
     conversation_id: uuid.UUID,
     after: uuid.UUID | None,
     limit: int,
+    public: bool = False,
 ) -> MessageList:
     async with engine.connect() as conn:
-        exists = (
-            await conn.execute(
-                sa.select(_CONV.c.id).where(_CONV.c.id == conversation_id, _CONV.c.bot_id == bot.id)
-            )
-        ).first()
-        if exists is None:
+        if (await conn.execute(_owned(bot, conversation_id, public))).first() is None:
             raise ConversationNotFound()
         query = sa.select(
             _MSG.c.id,
