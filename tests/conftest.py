@@ -11,7 +11,6 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from nectar.app import create_app
 from nectar.db import create_engine, utcnow
 from nectar.models import metadata
 from nectar.settings import REPO_ROOT, Settings
+from tests.helpers import issue_token
 
 PG_ADMIN_DSN = os.environ.get("NECTAR_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("NECTAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -185,7 +185,6 @@ async def make_account(
     """Insert a user with TEST_PASSWORD and a valid access token (no argon2 per call)."""
     user_id = uuid.uuid4()
     email = email or f"{role}-{user_id.hex[:8]}@example.com"
-    token = security.new_access_token()
     now = utcnow()
     async with engine.begin() as conn:
         await conn.execute(
@@ -207,24 +206,7 @@ async def make_account(
                 "now": now,
             },
         )
-        await conn.execute(
-            sa.text(
-                "INSERT INTO access_tokens (id, user_id, token_hash, created_at, expires_at) "
-                "VALUES (:id, :uid, :th, :now, :exp)"
-            ).bindparams(
-                sa.bindparam("id", type_=sa.Uuid()),
-                sa.bindparam("uid", type_=sa.Uuid()),
-                sa.bindparam("now", type_=_dt()),
-                sa.bindparam("exp", type_=_dt()),
-            ),
-            {
-                "id": uuid.uuid4(),
-                "uid": user_id,
-                "th": security.hash_secret(token),
-                "now": now,
-                "exp": now + timedelta(hours=1),
-            },
-        )
+    token = await issue_token(engine, user_id)
     return Account(user_id, email, role, token)
 
 

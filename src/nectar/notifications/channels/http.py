@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
 
@@ -77,3 +77,21 @@ async def post_json(
 ) -> tuple[httpx.Response, SendResult]:
     response = await request(client, guard, "POST", url, what, json=payload, headers=headers)
     return response, check_response(response, what)
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+class HttpChannel(Generic[ConfigT]):
+    """What every channel that calls a platform over HTTP has: its config section, the
+    process's one HTTP client (owned and closed by the registry) and the SSRF guard."""
+
+    external: ClassVar[bool] = True
+
+    def __init__(self, config: ConfigT, *, client: httpx.AsyncClient, guard: NetGuard) -> None:
+        self._config = config
+        self._client = client
+        self._guard = guard
+
+    async def aclose(self) -> None:
+        """Nothing to release: the HTTP client belongs to the registry."""

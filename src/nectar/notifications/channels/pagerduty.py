@@ -33,7 +33,7 @@ from nectar.notifications.channels.base import (
     HandoffView,
     SendResult,
 )
-from nectar.notifications.channels.http import post_json
+from nectar.notifications.channels.http import HttpChannel, post_json
 from nectar.notifications.channels.wording import (
     TEST_TEXT,
     TEST_TITLE,
@@ -48,7 +48,6 @@ from nectar.notifications.channels.wording import (
     quoted_messages,
     require_handoff,
 )
-from nectar.notifications.netguard import NetGuard
 
 SEVERITIES = ("critical", "error", "warning", "info")
 SUMMARY_CHARS = 1024
@@ -169,16 +168,8 @@ def build_events(
     return [follow_up_event(delivery, routing_key, action)]
 
 
-class PagerDutyChannel:
+class PagerDutyChannel(HttpChannel[PagerDutyConfig]):
     name: ClassVar[str] = "pagerduty"
-    external: ClassVar[bool] = True
-
-    def __init__(
-        self, config: PagerDutyConfig, *, client: httpx.AsyncClient, guard: NetGuard
-    ) -> None:
-        self._config = config
-        self._client = client
-        self._guard = guard
 
     async def send(self, delivery: Delivery) -> SendResult:
         secret = self._config.integration_key
@@ -202,9 +193,6 @@ class PagerDutyChannel:
         return SendResult(
             status_code=status, external_refs=refs, detail=f"PagerDuty {actions} {dedup_key}"
         )
-
-    async def aclose(self) -> None:
-        """Nothing to release: the HTTP client belongs to the registry."""
 
 
 def _answered_key(response: httpx.Response) -> str | None:

@@ -43,9 +43,8 @@ from nectar.notifications.channels.base import (
     HandoffView,
     SendResult,
 )
-from nectar.notifications.channels.http import check_response, request
+from nectar.notifications.channels.http import HttpChannel, check_response, request
 from nectar.notifications.channels.wording import TEST_TITLE, clip, headline, require_handoff
-from nectar.notifications.netguard import NetGuard
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +132,8 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-class ServiceNowChannel:
+class ServiceNowChannel(HttpChannel[ServiceNowConfig]):
     name: ClassVar[str] = "servicenow"
-    external: ClassVar[bool] = True
-
-    def __init__(
-        self, config: ServiceNowConfig, *, client: httpx.AsyncClient, guard: NetGuard
-    ) -> None:
-        self._config = config
-        self._client = client
-        self._guard = guard
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -286,6 +277,3 @@ class ServiceNowChannel:
                 return SendResult(external_refs=refs, detail="ServiceNow incident exists")
             return await self._create(delivery, new_incident(handoff, group))
         return await self._update(delivery, handoff)
-
-    async def aclose(self) -> None:
-        """Nothing to release: the HTTP client belongs to the registry."""

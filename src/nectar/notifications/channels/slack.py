@@ -21,7 +21,7 @@ import httpx
 
 from nectar.config import SlackConfig
 from nectar.notifications.channels.base import Delivery, DeliveryFailed, EventType, SendResult
-from nectar.notifications.channels.http import post_json
+from nectar.notifications.channels.http import HttpChannel, post_json
 from nectar.notifications.channels.wording import (
     TEST_TEXT,
     TEST_TITLE,
@@ -34,7 +34,6 @@ from nectar.notifications.channels.wording import (
     quoted_messages,
     require_handoff,
 )
-from nectar.notifications.netguard import NetGuard
 
 # Block Kit limits (https://api.slack.com/reference/block-kit/blocks).
 HEADER_CHARS = 150
@@ -223,14 +222,8 @@ def build_message(
     return payload
 
 
-class SlackChannel:
+class SlackChannel(HttpChannel[SlackConfig]):
     name: ClassVar[str] = "slack"
-    external: ClassVar[bool] = True
-
-    def __init__(self, config: SlackConfig, *, client: httpx.AsyncClient, guard: NetGuard) -> None:
-        self._config = config
-        self._client = client
-        self._guard = guard
 
     async def send(self, delivery: Delivery) -> SendResult:
         secret = self._config.webhook_url
@@ -245,6 +238,3 @@ class SlackChannel:
         except httpx.InvalidURL:
             raise DeliveryFailed("Slack webhook_url is not a valid URL", retriable=False) from None
         return SendResult(status_code=result.status_code, detail="posted to Slack")
-
-    async def aclose(self) -> None:
-        """Nothing to release: the HTTP client belongs to the registry."""

@@ -21,7 +21,7 @@ import httpx
 
 from nectar.config import TeamsConfig
 from nectar.notifications.channels.base import Delivery, DeliveryFailed, EventType, SendResult
-from nectar.notifications.channels.http import post_json
+from nectar.notifications.channels.http import HttpChannel, post_json
 from nectar.notifications.channels.wording import (
     TEST_TEXT,
     TEST_TITLE,
@@ -34,7 +34,6 @@ from nectar.notifications.channels.wording import (
     quoted_messages,
     require_handoff,
 )
-from nectar.notifications.netguard import NetGuard
 
 CARD_VERSION = "1.4"
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -167,14 +166,8 @@ def build_message(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-class TeamsChannel:
+class TeamsChannel(HttpChannel[TeamsConfig]):
     name: ClassVar[str] = "teams"
-    external: ClassVar[bool] = True
-
-    def __init__(self, config: TeamsConfig, *, client: httpx.AsyncClient, guard: NetGuard) -> None:
-        self._config = config
-        self._client = client
-        self._guard = guard
 
     async def send(self, delivery: Delivery) -> SendResult:
         secret = self._config.webhook_url
@@ -187,6 +180,3 @@ class TeamsChannel:
         except httpx.InvalidURL:
             raise DeliveryFailed("Teams webhook_url is not a valid URL", retriable=False) from None
         return SendResult(status_code=result.status_code, detail="accepted by the Teams workflow")
-
-    async def aclose(self) -> None:
-        """Nothing to release: the HTTP client belongs to the registry."""

@@ -38,7 +38,7 @@ import httpx
 from nectar.config import WebhookConfig, WebhookEndpoint
 from nectar.notifications import pii
 from nectar.notifications.channels.base import Delivery, DeliveryFailed, EventType, SendResult
-from nectar.notifications.channels.http import check_response, request
+from nectar.notifications.channels.http import HttpChannel, check_response, request
 from nectar.notifications.channels.wording import TEST_TEXT
 from nectar.notifications.netguard import NetGuard
 
@@ -100,9 +100,8 @@ def _host(url: str) -> str:
         return "?"
 
 
-class WebhookChannel:
+class WebhookChannel(HttpChannel[WebhookConfig]):
     name: ClassVar[str] = "webhook"
-    external: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -112,9 +111,7 @@ class WebhookChannel:
         guard: NetGuard,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._config = config
-        self._client = client
-        self._guard = guard
+        super().__init__(config, client=client, guard=guard)
         self._clock = clock  # unix seconds; tests move it to check that replays are refused
 
     def _endpoint(self, url: str) -> WebhookEndpoint | None:
@@ -163,6 +160,3 @@ class WebhookChannel:
         return SendResult(
             status_code=result.status_code, detail=f"{what} answered {result.status_code}"
         )
-
-    async def aclose(self) -> None:
-        """Nothing to release: the HTTP client belongs to the registry."""

@@ -48,9 +48,8 @@ from nectar.notifications.channels.base import (
     HandoffView,
     SendResult,
 )
-from nectar.notifications.channels.http import check_response, request
+from nectar.notifications.channels.http import HttpChannel, check_response, request
 from nectar.notifications.channels.wording import TEST_TITLE, require_handoff
-from nectar.notifications.netguard import NetGuard
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +113,8 @@ def _ticket_id(value: Any) -> int | None:
     return None
 
 
-class ZendeskChannel:
+class ZendeskChannel(HttpChannel[ZendeskConfig]):
     name: ClassVar[str] = "zendesk"
-    external: ClassVar[bool] = True
-
-    def __init__(
-        self, config: ZendeskConfig, *, client: httpx.AsyncClient, guard: NetGuard
-    ) -> None:
-        self._config = config
-        self._client = client
-        self._guard = guard
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -292,6 +283,3 @@ class ZendeskChannel:
                 )
             return await self._create(delivery, new_ticket(handoff, self._config.ticket_priority))
         return await self._update(delivery, handoff)
-
-    async def aclose(self) -> None:
-        """Nothing to release: the HTTP client belongs to the registry."""
