@@ -27,233 +27,55 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import platform
 import random
 import re
-import resource
-import secrets
-import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import redis
+from common import (
+    HERE,
+    SHARED,
+    ConnectionPool,
+    CpuMeter,
+    HttpConnection,
+    Run,
+    add_service_arguments,
+    command_line,
+    create_bot,
+    free_port,
+    interrupt_on_signals,
+    log,
+    machine,
+    migrate,
+    nectar_env,
+    percentile,
+    post_request,
+    run_async,
+    venv_bin,
+    wait_idle,
+)
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-SHARED = Path(os.environ.get("NECTAR_BENCH_SHARED", REPO.parent / "shared"))
 LUA = HERE / "chat_mix.lua"
-ADMIN_EMAIL = "bench-admin@example.com"
-ADMIN_PASSWORD = "bench-" + secrets.token_urlsafe(12)
 FLOOR_APP_NAME = "nectar-bench-floor"  # floor_app.APPLICATION_NAME
 TARGET_RATIO = 0.25
 TARGET_P99_MS = 50.0
 CEILING_SECONDS = 5
 REQUEST_TIMEOUT = 10.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-# --- the machine ------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    ram = 0.0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram = int(line.split()[1]) / 1024 / 1024
-                break
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu": cpu,
-        "ram_gib": round(ram, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def wrk_version() -> str:
     out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
     return (out.stdout or out.stderr).split("Copyright")[0].strip()
-
-
-# --- CPU accounting (who used the two cores during a measurement) ------------------------------
-
-
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds a process has used, or 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def _machine_busy() -> float:
-    """CPU seconds all cores have spent busy since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values[:8]) - idle) / CLK_TCK
-
-
-def wait_idle(pid: int, timeout: float = 30.0, busy: float = 0.05) -> float:
-    """Wait until a server has worked off what an earlier phase left queued (it uses under
-    ``busy`` of a core for a quarter of a second); return the seconds waited."""
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        before = _proc_cpu(pid)
-        time.sleep(0.25)
-        if _proc_cpu(pid) - before < busy * 0.25:
-            break
-    return time.perf_counter() - started
-
-
-class CpuMeter:
-    """Cores used during an interval by: the server, its PostgreSQL backends, the load
-    generator (wrk, a child, or this process), and everything else on the machine."""
-
-    def __init__(self, server_pid: int, backend_pids: list[int]) -> None:
-        self.server_pid = server_pid
-        self.backend_pids = backend_pids
-        self.t0 = time.perf_counter()
-        self.server0 = _proc_cpu(server_pid)
-        self.backends0 = {pid: _proc_cpu(pid) for pid in backend_pids}
-        self.machine0 = _machine_busy()
-        self.children0 = self._children()
-        self.self0 = time.process_time()
-
-    @staticmethod
-    def _children() -> float:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return usage.ru_utime + usage.ru_stime
-
-    def stop(self, backend_pids: list[int]) -> dict[str, float]:
-        wall = time.perf_counter() - self.t0
-        server = _proc_cpu(self.server_pid) - self.server0
-        postgres = sum(_proc_cpu(pid) - self.backends0.get(pid, 0.0) for pid in backend_pids)
-        generator = (self._children() - self.children0) + (time.process_time() - self.self0)
-        total = _machine_busy() - self.machine0
-        other = max(0.0, total - server - postgres - generator)
-        return {
-            name: round(value / wall, 2)
-            for name, value in (
-                ("server", server),
-                ("postgres", postgres),
-                ("generator", generator),
-                ("other", other),
-                ("total", total),
-            )
-        }
-
-
-# --- a small keep-alive HTTP/1.1 client --------------------------------------------------------
-
-
-class HttpConnection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> HttpConnection:
-        reader, writer = await asyncio.open_connection(host, port)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(reader, writer)
-
-    async def request(self, raw: bytes) -> tuple[int, bytes, bool]:
-        """Send one request; return (status, body, whether the server closes)."""
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        close = b"\r\nconnection: close" in lower
-        match = re.search(rb"\r\ncontent-length:\s*(\d+)", lower)
-        if match:
-            body = await self.reader.readexactly(int(match.group(1)))
-        elif b"\r\ntransfer-encoding: chunked" in lower:
-            body = await self._chunked()
-        else:
-            body, close = await self.reader.read(), True
-        return status, body, close
-
-    async def _chunked(self) -> bytes:
-        parts = []
-        while True:
-            size = int((await self.reader.readline()).split(b";")[0], 16)
-            if size == 0:
-                await self.reader.readline()
-                return b"".join(parts)
-            parts.append(await self.reader.readexactly(size))
-            await self.reader.readline()
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class ConnectionPool:
-    """Idle keep-alive connections are reused, most recent first; a new one is opened when
-    none is idle. A connection idle for longer than ``max_idle`` is closed rather than reused,
-    before the server's own keep-alive timeout (uvicorn: 5 s) can close it under a request."""
-
-    def __init__(self, host: str, port: int, limit: int = 1000, max_idle: float = 2.0) -> None:
-        self.host, self.port, self.max_idle = host, port, max_idle
-        self.idle: deque[tuple[float, HttpConnection]] = deque()
-        self.slots = asyncio.Semaphore(limit)
-        self.opened = 0
-
-    async def _acquire(self) -> HttpConnection:
-        now = time.monotonic()
-        while self.idle and now - self.idle[0][0] > self.max_idle:
-            self.idle.popleft()[1].close()
-        while self.idle:
-            conn = self.idle.pop()[1]
-            if not conn.reader.at_eof():
-                return conn
-            conn.close()
-        self.opened += 1
-        return await HttpConnection.open(self.host, self.port)
-
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        async with self.slots:
-            conn = await self._acquire()
-            try:
-                status, body, close = await conn.request(raw)
-            except BaseException:
-                conn.close()
-                raise
-            if close:
-                conn.close()
-            else:
-                self.idle.append((time.monotonic(), conn))
-            return status, body
-
-    def close(self) -> None:
-        for _, conn in self.idle:
-            conn.close()
-        self.idle.clear()
 
 
 @dataclass(frozen=True)
@@ -266,11 +88,7 @@ class Target:
     pid: int = 0
 
     def post(self, body: bytes) -> bytes:
-        auth = f"Authorization: Bearer {self.api_key}\r\n" if self.api_key else ""
-        return (
-            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{auth}"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
+        return post_request(self.host, self.port, self.path, body, self.api_key)
 
     def get(self, path: str) -> bytes:
         return f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode()
@@ -337,14 +155,6 @@ def load_turns() -> tuple[list[str], list[str]]:
 # --- measurements -----------------------------------------------------------------------------
 
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, -(-len(sorted_values) * p // 100))
-    return sorted_values[int(rank) - 1]
-
-
 @dataclass
 class Throughput:
     requests_per_s: float
@@ -401,9 +211,9 @@ def wrk_throughput(
     url = target.url + target.path
     threads = min(args.threads, args.connections)
     run_wrk(url, args.warmup, args.connections, threads, script)
-    meter = run.meter(target)
+    meter = CpuMeter({"server": [target.pid], "postgres": backend_pids(run, target)})
     stats, _ = run_wrk(url, args.duration, args.connections, threads, script)
-    cpu = meter.stop(run.backend_pids(target))
+    cpu = meter.stop({"postgres": backend_pids(run, target)})
     seconds = stats["duration_us"] / 1e6
     errs = stats["errors"]
     socket_errors = errs["connect"] + errs["read"] + errs["write"] + errs["timeout"]
@@ -518,13 +328,13 @@ async def python_ceiling(target: Target, path: str, connections: int, seconds: f
 def generator_ceiling(target: Target, what: str, args: argparse.Namespace) -> dict[str, Any]:
     """Both load generators, closed loop, GET against a trivial route of ``target``."""
     threads = min(args.threads, args.connections)
-    meter = CpuMeter(target.pid, [])
+    meter = CpuMeter({"server": [target.pid]})
     _, out = run_wrk(f"{target.url}/healthz", CEILING_SECONDS, args.connections, threads, None)
-    wrk_cpu = meter.stop([])
+    wrk_cpu = meter.stop()
     match = re.search(r"Requests/sec:\s*([\d.]+)", out)
-    meter = CpuMeter(target.pid, [])
+    meter = CpuMeter({"server": [target.pid]})
     python_rps = run_async(python_ceiling(target, "/healthz", args.connections, CEILING_SECONDS))
-    python_cpu = meter.stop([])
+    python_cpu = meter.stop()
     return {
         "server": what,
         "connections": args.connections,
@@ -536,207 +346,11 @@ def generator_ceiling(target: Target, what: str, args: argparse.Namespace) -> di
     }
 
 
-def run_async(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-# --- the servers and what they run on ---------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Run:
-    """Everything this run creates, so that it can all be removed again."""
-
-    pg_url: str
-    redis_url: str
-    keep: bool
-    database: str = field(default_factory=lambda: f"nectar_bench_{secrets.token_hex(4)}")
-    redis_prefix: str = field(default_factory=lambda: f"nectar-bench-{secrets.token_hex(4)}")
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="nectar-bench-")))
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    database_created: bool = False
-
-    @property
-    def dsn(self) -> str:
-        return f"{self.pg_url.rstrip('/')}/{self.database}"
-
-    async def _admin(self, sql: str) -> None:
-        conn = await asyncpg.connect(f"{self.pg_url.rstrip('/')}/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    def backend_pids(self, target: Target) -> list[int]:
-        """PIDs of the PostgreSQL backends serving ``target``: the floor app names its
-        connections; every other connection to the bench database is Nectar's."""
-        floor = target.name == "floor"
-
-        async def query() -> list[int]:
-            conn = await asyncpg.connect(f"{self.pg_url.rstrip('/')}/postgres")
-            try:
-                rows = await conn.fetch(
-                    "SELECT pid, application_name = $2 AS floor FROM pg_stat_activity"
-                    " WHERE datname = $1",
-                    self.database,
-                    FLOOR_APP_NAME,
-                )
-            finally:
-                await conn.close()
-            return [r["pid"] for r in rows if r["floor"] == floor]
-
-        return asyncio.run(query())
-
-    def meter(self, target: Target) -> CpuMeter:
-        return CpuMeter(target.pid, self.backend_pids(target))
-
-    def create_database(self) -> None:
-        asyncio.run(self._admin(f'CREATE DATABASE "{self.database}"'))
-        self.database_created = True
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        self.processes[name] = proc
-        return proc
-
-    def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.workdir / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def wait_ready(self, name: str, url: str, timeout: float = 60.0) -> None:
-        proc = self.processes[name]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"{name} not ready at {url} after {timeout:.0f} s:\n{self.log_tail(name)}"
-        )
-
-    def close(self) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for name, proc in self.processes.items():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # still draining a backlog of requests
-                print(f"{name} still running 10 s after SIGTERM; killed", file=sys.stderr)
-                proc.kill()
-                proc.wait()
-        self.processes.clear()
-        if self.keep:
-            print(f"kept database {self.database} and Redis prefix {self.redis_prefix}:")
-        else:
-            self._drop_redis_keys()
-            if self.database_created:
-                asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
-                self.database_created = False
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def _drop_redis_keys(self) -> None:
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            keys = list(client.scan_iter(match=f"{self.redis_prefix}:*", count=1000))
-            for i in range(0, len(keys), 500):
-                client.delete(*keys[i : i + 500])
-        finally:
-            client.close()
-
-
-def nectar_env(run: Run) -> dict[str, str]:
-    # Nectar refuses unknown NECTAR_* variables: start from an environment without any.
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("NECTAR_")}
-    env.update(
-        NECTAR_DATABASE_URL=run.dsn.replace("postgresql://", "postgresql+asyncpg://", 1),
-        NECTAR_REDIS_URL=run.redis_url,
-        NECTAR_REDIS_PREFIX=run.redis_prefix,
-        NECTAR_ADMIN_EMAIL=ADMIN_EMAIL,
-        NECTAR_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        NECTAR_LOG_LEVEL="warning",
-    )
-    return env
-
-
-def venv_bin(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    return str(path) if path.exists() else name
-
-
-def migrate(run: Run) -> None:
-    out = subprocess.run(
-        [venv_bin("nectar"), "db", "upgrade"],
-        cwd=REPO,
-        env=nectar_env(run),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"nectar db upgrade failed:\n{out.stdout}{out.stderr}")
-
-
-def seed(base: str) -> tuple[str, str]:
-    """Through the public API: a Honey Jar with the eval articles and a bot on it."""
-    with httpx.Client(base_url=base, timeout=60) as client:
-
-        def call(method: str, path: str, **kwargs: Any) -> Any:
-            resp = client.request(method, path, **kwargs)
-            if resp.status_code not in (200, 201):
-                raise RuntimeError(f"{method} {path} -> {resp.status_code}: {resp.text[:500]}")
-            return resp.json()
-
-        token = call(
-            "POST", "/api/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-        )
-        client.headers["Authorization"] = f"Bearer {token['access_token']}"
-        jar = call(
-            "POST",
-            "/api/honey-jars",
-            json={"name": "Hivebox help center", "description": "Hivebox FAQ articles"},
-        )["honey_jar"]
-        articles = sorted((SHARED / "eval" / "kb").glob("*.md"))
-        for path in articles:
-            text = path.read_text()
-            title = text.splitlines()[0].lstrip("# ").strip()
-            call(
-                "POST",
-                f"/api/honey-jars/{jar['id']}/documents",
-                json={"title": title, "content": text},
-            )
-        bot = call(
-            "POST",
-            "/api/nectar-bots",
-            json={
-                "name": "Hivebox Support (bench)",
-                "description": "Support bot for Hivebox",
-                "honey_jar_ids": [jar["id"]],
-                "rate_limit_per_hour": 1_000_000_000,
-                "rate_limit_per_day": 10_000_000_000,
-            },
-        )["bot"]
-        if len(articles) != 32:
-            print(f"note: loaded {len(articles)} articles (expected 32)", file=sys.stderr)
-        return bot["id"], bot["api_key"]
+def backend_pids(run: Run, target: Target) -> list[int]:
+    """PIDs of the PostgreSQL backends serving ``target``: the floor app names its
+    connections; every other connection to the bench database is Nectar's."""
+    floor = target.name == "floor"
+    return [pid for pid, app in run.backends() if (app == FLOOR_APP_NAME) == floor]
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -775,7 +389,7 @@ def bench(args: argparse.Namespace, run: Run, log: Any) -> dict[str, Any]:
     run.wait_ready("null", f"http://127.0.0.1:{null_port}/healthz")
     log(f"servers up: nectar pid {server.pid} :{chat_port}, floor pid {floor.pid} :{floor_port}")
 
-    bot_id, api_key = seed(f"http://127.0.0.1:{chat_port}")
+    bot_id, api_key = create_bot(f"http://127.0.0.1:{chat_port}", name="Hivebox Support (bench)")
     log(f"bot {bot_id} on a Honey Jar of the eval articles")
 
     chat = Target(
@@ -952,17 +566,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests/s (100)")
     parser.add_argument("--max-turns", type=int, default=6, help="user turns per conversation")
     parser.add_argument("--seed", type=int, default=1, help="seed of the open-loop mix")
-    parser.add_argument("--keep", action="store_true", help="keep the database and Redis keys")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("NECTAR_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432"),
-        help="PostgreSQL server (without a database name)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("NECTAR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
-    )
+    add_service_arguments(parser)
     args = parser.parse_args()
 
     if shutil.which("wrk") is None:
@@ -973,17 +577,9 @@ def main() -> int:
         )
         return 2
 
-    def log(text: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
     # Clean up on Ctrl-C and on kill, also when started in the background (SIGINT ignored).
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
-    python = os.path.relpath(sys.executable, Path.cwd())
-    command = shlex.join([python, *sys.argv])
+    interrupt_on_signals()
+    command = command_line()
     info = machine()
     run = Run(pg_url=args.pg_url, redis_url=args.redis_url, keep=args.keep)
     try:

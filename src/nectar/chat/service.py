@@ -38,7 +38,7 @@ from nectar.chat.schemas import (
     MessageOut,
     SourceOut,
 )
-from nectar.chat.stream import publish_messages
+from nectar.chat.stream import MESSAGE_COLUMNS, publish_messages
 from nectar.db import new_id, utcnow
 from nectar.deps import Services
 from nectar.errors import TooManyRequests
@@ -550,15 +550,7 @@ async def list_messages(
     async with engine.connect() as conn:
         if (await conn.execute(_owned(bot, conversation_id, public))).first() is None:
             raise ConversationNotFound()
-        query = sa.select(
-            _MSG.c.id,
-            _MSG.c.seq,
-            _MSG.c.role,
-            _MSG.c.content,
-            _MSG.c.confidence,
-            _MSG.c.sources,
-            _MSG.c.created_at,
-        ).where(_MSG.c.conversation_id == conversation_id)
+        query = sa.select(*MESSAGE_COLUMNS).where(_MSG.c.conversation_id == conversation_id)
         if after is not None:
             seq = (
                 await conn.execute(

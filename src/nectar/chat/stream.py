@@ -15,7 +15,8 @@ from nectar.deps import Services
 from nectar.events import conversation_channel
 
 _MSG = Message.__table__  # type: ignore[attr-defined]
-_COLUMNS = (
+# What a client sees of a message (the read-back list and the live stream alike).
+MESSAGE_COLUMNS = (
     _MSG.c.id,
     _MSG.c.seq,
     _MSG.c.role,
@@ -69,7 +70,7 @@ async def follow(
         async with services.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    sa.select(*_COLUMNS)
+                    sa.select(*MESSAGE_COLUMNS)
                     .where(_MSG.c.conversation_id == conversation_id, _MSG.c.seq > after_seq)
                     .order_by(_MSG.c.seq)
                     .limit(1000)
