@@ -194,6 +194,8 @@ async def test_worker_runs_a_job_enqueued_through_arq(
         NECTAR_REDIS_URL=redis_url,
         NECTAR_REDIS_PREFIX=redis_prefix,
     )
+    # The worker's sweeper and SLA check read the outbox from its first second.
+    assert run_nectar("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
     log = tmp_path / "worker.log"
     redis_settings = RedisSettings.from_dsn(redis_url)
     pool = await create_pool(

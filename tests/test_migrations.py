@@ -14,8 +14,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from nectar import migrations
-from nectar.app import DatabaseNotMigrated, create_app
+from nectar.app import create_app
 from nectar.db import create_engine
+from nectar.migrations import DatabaseNotMigrated
 from nectar.models import metadata
 from tests.conftest import (
     _create_database,

@@ -47,6 +47,7 @@ async def ping(_ctx: dict[str, Any]) -> str:
 async def startup(ctx: dict[str, Any]) -> None:
     from nectar.db import create_engine, sessionmaker
     from nectar.events import RedisBus
+    from nectar.migrations import ensure_current
     from nectar.notifications.registry import build_channels
     from nectar.notifications.tasks import Runtime
     from nectar.queue import ArqQueue
@@ -54,6 +55,11 @@ async def startup(ctx: dict[str, Any]) -> None:
 
     settings: Settings = ctx.get("settings") or load_settings()
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    try:
+        await ensure_current(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     events = RedisBus(ctx["redis"], settings.redis_prefix)
     channels = build_channels(settings.nectar_bots, sessionmaker(engine), events)
     queue = ArqQueue(ctx["redis"], queue_name(settings))

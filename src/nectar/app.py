@@ -51,20 +51,6 @@ Admin and agent endpoints take `Authorization: Bearer <access_token>` from
 """
 
 
-class DatabaseNotMigrated(RuntimeError):
-    pass
-
-
-async def _check_schema(engine: AsyncEngine) -> None:
-    current = await migrations.current_revision(engine)
-    head = migrations.head_revision()
-    if current != head:
-        raise DatabaseNotMigrated(
-            f"the database is at revision {current or 'none'} but this version needs {head}; "
-            "run `nectar db upgrade` (make run does it for you)"
-        )
-
-
 class _Jobs:
     """The job queue of this process, and what to stop at shutdown."""
 
@@ -139,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limiter = MemoryLimiter()
             events = MemoryBus()
         try:
-            await _check_schema(engine)
+            await migrations.ensure_current(engine)
         except BaseException:
             await engine.dispose()
             if redis is not None:

@@ -74,3 +74,18 @@ def _ensure_sqlite_dir(database_url: str) -> None:
         path = database_url[len(prefix) :].split("?", 1)[0]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+class DatabaseNotMigrated(RuntimeError):
+    pass
+
+
+async def ensure_current(engine: AsyncEngine) -> None:
+    """Refuse to run against a database this version has not migrated."""
+    current = await current_revision(engine)
+    head = head_revision()
+    if current != head:
+        raise DatabaseNotMigrated(
+            f"the database is at revision {current or 'none'} but this version needs {head}; "
+            "run `nectar db upgrade` (make run does it for you)"
+        )
