@@ -309,3 +309,70 @@ async def test_test_notification_reports_each_channel(
     assert_error(r, 409)
     agent = await accounts("agent")
     assert_error(await client.post("/api/messaging/test-notification", headers=agent.headers), 403)
+
+
+async def test_a_follow_up_waits_for_the_earlier_delivery_to_the_same_place(
+    client: httpx.AsyncClient, admin: Any, db: AsyncEngine, tmp_path: Path
+) -> None:
+    """A platform must see the trigger before the resolve: the later delivery waits while
+    the earlier one to the same recipient is on its way, and goes once it is done."""
+    _, hid = await open_handoff(client, admin)
+    await poll(lambda: _all_delivered(db))
+    runtime, recorder = runtime_for(db, write_config(tmp_path))
+    now = utcnow()
+    insert = sa.text(
+        "INSERT INTO notification_deliveries (id, handoff_id, event, channel, recipient, "
+        "recipient_user_id, data, status, attempts, max_attempts, next_attempt_at, "
+        "created_at, updated_at) VALUES (:id, :hid, :event, 'in_app', :rcpt, :uid, '{}', "
+        ":status, 0, 3, :due, :created, :created)"
+    ).bindparams(
+        sa.bindparam("id", type_=sa.Uuid()),
+        sa.bindparam("hid", type_=sa.Uuid()),
+        sa.bindparam("uid", type_=sa.Uuid()),
+        sa.bindparam("due", type_=UTCDateTime()),
+        sa.bindparam("created", type_=UTCDateTime()),
+    )
+    first, second = uuid.uuid4(), uuid.uuid4()
+    common = {"hid": uuid.UUID(hid), "rcpt": str(admin.id), "uid": admin.id}
+    async with db.begin() as conn:
+        await conn.execute(
+            insert,
+            {
+                **common,
+                "id": first,
+                "event": "handoff.assigned",
+                "status": "pending",
+                "due": now + timedelta(seconds=2),
+                "created": now - timedelta(seconds=2),
+            },
+        )
+        await conn.execute(
+            insert,
+            {
+                **common,
+                "id": second,
+                "event": "handoff.resolved",
+                "status": "pending",
+                "due": now,
+                "created": now,
+            },
+        )
+    assert await deliver(runtime, second) == "waiting"
+    ((ids, delay, _),) = recorder.calls
+    assert ids == [second]
+    assert delay >= 2  # not a busy loop: after the earlier one's next try
+    await _make_pending_one(db, first, next_attempt_at=utcnow() - timedelta(seconds=1))
+    assert await deliver(runtime, first) == "delivered"
+    assert await deliver(runtime, second) == "delivered"
+
+
+async def _make_pending_one(db: AsyncEngine, delivery_id: uuid.UUID, **values: Any) -> None:
+    async with db.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE notification_deliveries SET next_attempt_at = :due WHERE id = :id"
+            ).bindparams(
+                sa.bindparam("due", type_=UTCDateTime()), sa.bindparam("id", type_=sa.Uuid())
+            ),
+            {"due": values["next_attempt_at"], "id": delivery_id},
+        )

@@ -140,50 +140,51 @@ async def _view(
     return view, dict(h["external_refs"] or {})
 
 
+_EARLIER = _D.alias("earlier")
+
+
 async def _waits_for_earlier(conn: AsyncConnection, delivery_id: uuid.UUID) -> datetime | None:
     """Follow-ups go in order: a platform must see the trigger before the resolve, and the
     ticket must exist before it is updated. An earlier delivery of the same handoff to the
     same place that is still on its way holds this one back (a dead one does not). Returns
     when that earlier one is next tried, or None."""
-    earlier = _D.alias("earlier")
     query = (
-        sa.select(earlier.c.next_attempt_at)
-        .select_from(earlier.join(_D, _D.c.id == delivery_id))
+        sa.select(_EARLIER.c.next_attempt_at)
+        .select_from(_EARLIER.join(_D, _D.c.id == delivery_id))
         .where(
-            earlier.c.handoff_id == _D.c.handoff_id,
-            earlier.c.channel == _D.c.channel,
-            earlier.c.recipient == _D.c.recipient,
-            earlier.c.created_at < _D.c.created_at,
-            earlier.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.sending.value]),
+            _EARLIER.c.handoff_id == _D.c.handoff_id,
+            _EARLIER.c.channel == _D.c.channel,
+            _EARLIER.c.recipient == _D.c.recipient,
+            _EARLIER.c.created_at < _D.c.created_at,
+            _EARLIER.c.status.in_([DeliveryStatus.pending.value, DeliveryStatus.sending.value]),
         )
-        .order_by(earlier.c.next_attempt_at.desc())
+        .order_by(_EARLIER.c.next_attempt_at.desc())
         .limit(1)
     )
-    found = (await conn.execute(query)).scalar_one_or_none()
-    return found if found is not None else None
+    found: datetime | None = (await conn.execute(query)).scalar_one_or_none()
+    return found
 
 
 async def deliver(runtime: Runtime, delivery_id: uuid.UUID) -> str:
     """Make one attempt at one delivery. Returns what happened (for logs and tests)."""
     now = utcnow()
+    # One transaction: the order check, the claim and what the message will say.
+    view: HandoffView | None = None
+    refs: dict[str, Any] = {}
     async with runtime.engine.begin() as conn:
         earlier_at = await _waits_for_earlier(conn, delivery_id)
         if earlier_at is None:
             row = await _claim(conn, delivery_id, now)
             if row is None:
                 return "skipped"
+            channel = runtime.channels.get(row["channel"])
+            if row["handoff_id"] is not None:
+                external = bool(channel and channel.external)
+                view, refs = await _view(conn, runtime, row["handoff_id"], external)
     if earlier_at is not None:
         delay = max(ORDER_DELAY, (earlier_at - now).total_seconds() + ORDER_DELAY)
         await runtime.enqueue([delivery_id], delay=delay, tag=f"w{int(now.timestamp())}")
         return "waiting"
-    async with runtime.engine.begin() as conn:
-        channel = runtime.channels.get(row["channel"])
-        view: HandoffView | None = None
-        refs: dict[str, Any] = {}
-        if row["handoff_id"] is not None:
-            view, refs = await _view(
-                conn, runtime, row["handoff_id"], external=bool(channel and channel.external)
-            )
     job = DeliveryJob(
         id=str(row["id"]),
         channel=row["channel"],
