@@ -25,8 +25,14 @@ def is_hand_managed(name: str | None) -> bool:
     return bool(name) and str(name).startswith(_HAND_MANAGED_PREFIXES)
 
 
+# PostgreSQL's stored tsvector of each chunk (a generated column the models do not map).
+_HAND_MANAGED_COLUMNS = {"search_vector"}
+
+
 def include_name(name: str | None, type_: str, _parents: object) -> bool:
     """Alembic filter: autogenerate and drift checks ignore the hand-made search structures."""
+    if type_ == "column" and name in _HAND_MANAGED_COLUMNS:
+        return False
     return not (type_ in ("table", "index") and is_hand_managed(name))
 
 

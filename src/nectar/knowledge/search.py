@@ -15,13 +15,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# Kept by the migration: the FTS5 table (SQLite) and the GIN expression index (PostgreSQL).
+# Kept by the migrations: the FTS5 table (SQLite); on PostgreSQL a stored, weighted
+# tsvector column (search_vector: heading A, body B) with a GIN index.
 FTS_TABLE = "honey_jar_chunks_fts"
-PG_INDEX = "ix_honey_jar_chunks_search"
-PG_VECTOR = (
-    "(setweight(to_tsvector('english'::regconfig, heading), 'A') || "
-    "setweight(to_tsvector('english'::regconfig, body), 'B'))"
-)
 
 _STOPWORDS = """
 a about above after again all am an and any are as at be because been before being
@@ -76,16 +72,16 @@ _SQLITE = sa.text(
 ).bindparams(sa.bindparam("jars", expanding=True, type_=sa.Uuid()))
 
 _POSTGRES = sa.text(
-    f"""
+    """
     SELECT c.id, c.document_id, c.jar_id, d.title, c.heading, c.body,
-           ts_rank({PG_VECTOR}, q.query) AS score
+           ts_rank(c.search_vector, q.query) AS score
     FROM honey_jar_chunks AS c
     JOIN honey_jar_documents AS d ON d.id = c.document_id,
          websearch_to_tsquery('english', :query) AS q(query)
-    WHERE c.jar_id IN :jars AND {PG_VECTOR} @@ q.query
+    WHERE c.jar_id IN :jars AND c.search_vector @@ q.query
     ORDER BY score DESC, c.id
     LIMIT :limit
-    """  # noqa: S608 - constants only; values are bound
+    """
 ).bindparams(sa.bindparam("jars", expanding=True, type_=sa.Uuid()))
 
 
