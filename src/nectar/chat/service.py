@@ -104,7 +104,7 @@ async def admit_public(services: Services, slug: str, client_ip: str) -> tuple[B
     """A public bot by slug; its limits apply per client IP."""
 
     async def find() -> BotSnapshot:
-        return _usable(await find_public(services, slug))
+        return await public_info(services, slug)
 
     return await _admit(services, find, lambda bot: f"chat:{bot.id}:ip:{client_ip}")
 
@@ -188,16 +188,17 @@ class _Context:
     message_count: int
     started_at: datetime
     history: list[HistoryItem]
-    # Messages since a human last handed the conversation back (all of them if never).
-    bot_since_seq: int = 0
-    recent: list[HistoryItem] | None = None
+    # Where a human last handed the conversation back (0 if never), and the messages since:
+    # what the length, duration and error-pattern triggers look at.
+    bot_since_seq: int
+    recent: list[HistoryItem]
 
 
 async def _load(
     conn: AsyncConnection, bot: BotSnapshot, request: ChatRequest, now: datetime, origin: str
 ) -> _Context:
     if request.conversation_id is None:
-        return _Context(new_id(), True, "bot", 0, now, [])
+        return _Context(new_id(), True, "bot", 0, now, [], 0, [])
     # One query: the conversation (which must be this bot's) with its latest messages.
     rows = list(
         await conn.execute(
@@ -339,7 +340,7 @@ async def handle_turn(
             decision = detect(
                 TurnFacts(
                     message=request.message,
-                    history=ctx.recent if ctx.recent is not None else ctx.history,
+                    history=ctx.recent,
                     answer=answer,
                     stored_messages=ctx.message_count - ctx.bot_since_seq,
                     conversation_started_at=ctx.started_at,
