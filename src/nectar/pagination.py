@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
@@ -46,7 +46,3 @@ async def _page_params(
 
 
 PageDep = Annotated[PageParams, Depends(_page_params)]
-
-
-def paginated(key: str, items: list[Any], pagination: Pagination) -> dict[str, Any]:
-    return {key: items, "pagination": pagination}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 from pwdlib import PasswordHash
@@ -53,10 +52,6 @@ def secret_hint(secret: str) -> str:
     """Recognisable but useless to an attacker: prefix plus the last four characters."""
     prefix = secret[:6]
     return f"{prefix}…{secret[-4:]}"
-
-
-def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def generate_password() -> str:

@@ -121,7 +121,7 @@ async def send_test(
     queue: JobQueue,
     actor: User,
     channels: list[str] | None,
-) -> list[Delivery]:
+) -> list[uuid.UUID]:
     """A test through every configured channel (or the ones named): in-app and email to the
     caller, and each external integration in enterprise mode."""
     now = utcnow()
@@ -133,7 +133,9 @@ async def send_test(
     def add(channel: str, recipient: str, user_id: uuid.UUID | None = None) -> None:
         if wanted is None or channel in wanted:
             rows.append(
-                outbox._row(None, EventType.test, channel, recipient, now, attempts, user_id)
+                outbox.delivery_row(
+                    None, EventType.test, channel, recipient, now, attempts, user_id
+                )
             )
 
     add("in_app", str(actor.id), actor.id)
@@ -149,8 +151,7 @@ async def send_test(
     await conn.execute(sa.insert(Delivery.__table__), rows)  # type: ignore[attr-defined]
     ids = [row["id"] for row in rows]
     after_commit(session, lambda: queue.enqueue(ids))
-    result = await session.exec(select(Delivery).where(col(Delivery.id).in_(ids)))
-    return list(result)
+    return ids
 
 
 async def send_test_and_wait(
@@ -164,7 +165,7 @@ async def send_test_and_wait(
     """Commit the test deliveries in their own unit of work (so workers can take them at
     once), then wait up to ``wait_seconds`` for every first attempt."""
     async with session_scope(sessions) as session:
-        ids = [d.id for d in await send_test(session, config, queue, actor, channels)]
+        ids = await send_test(session, config, queue, actor, channels)
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
         async with sessions() as session:

@@ -60,7 +60,7 @@ EXTERNAL_EVENTS: dict[str, set[EventType]] = {
 INTERNAL = ("in_app", "email")
 
 
-def _row(
+def delivery_row(
     handoff_id: uuid.UUID | None,
     event: EventType,
     channel: str,
@@ -150,6 +150,12 @@ async def plan(
     # When it happened, the same on every retry (a webhook's timestamp must not drift).
     data = {"occurred_at": now.isoformat(), **(data or {})}
     rows: list[dict[str, Any]] = []
+
+    def add(channel: str, recipient: str, user_id: uuid.UUID | None = None) -> None:
+        rows.append(
+            delivery_row(handoff_id, event, channel, recipient, now, attempts, user_id, data)
+        )
+
     roles: list[str] = (
         list(notifications.target_roles)
         if event in (EventType.created, EventType.escalated)
@@ -158,14 +164,12 @@ async def plan(
     people = await _people(conn, roles, notify_users or [])
     for user_id, email in people:
         if "in_app" in channels:
-            rows.append(
-                _row(handoff_id, event, "in_app", str(user_id), now, attempts, user_id, data)
-            )
+            add("in_app", str(user_id), user_id)
         if "email" in channels and email:
-            rows.append(_row(handoff_id, event, "email", email, now, attempts, user_id, data))
+            add("email", email, user_id)
     for channel, recipient in external_targets(config, event):
         if bot_methods is None or channel in bot_methods:
-            rows.append(_row(handoff_id, event, channel, recipient, now, attempts, None, data))
+            add(channel, recipient)
     if rows:
         await conn.execute(sa.insert(_D), rows)
     return [row["id"] for row in rows]
