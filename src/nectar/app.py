@@ -18,6 +18,7 @@ from nectar.bots.router import router as bots_router
 from nectar.chat.directory import BotDirectory
 from nectar.chat.responders import build_responder
 from nectar.chat.router import router as chat_router
+from nectar.chat.store import open_store
 from nectar.db import create_engine, sessionmaker
 from nectar.deps import Services
 from nectar.errors import install_error_handlers
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await redis.aclose()
             raise
         responder = build_responder(settings.nectar_bots.responder)
+        turns = await open_store(engine, settings.database_url, settings.db_pool_size)
         sessions = sessionmaker(engine)
         jobs = await _start_jobs(settings, engine, sessions, events, redis)
         services = Services(
@@ -143,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             responder=responder,
             events=events,
             queue=jobs.queue,
+            turns=turns,
             redis=redis,
         )
         app.state.services = services
@@ -151,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await jobs.stop()
+            await turns.close()
             await responder.aclose()
             if redis is not None:
                 await redis.aclose()

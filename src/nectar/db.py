@@ -86,7 +86,12 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         echo=echo,
         json_serializer=_json,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # No overflow: under a burst, overflow connections are opened and closed again on
+        # every return (a new PostgreSQL backend, TLS negotiation and cold catalog caches
+        # each time), which cost more than waiting a moment for a pooled one. A request that
+        # cannot get a connection within pool_timeout is answered 503.
+        max_overflow=0,
+        pool_timeout=10,
         # No pre-ping: it costs a round trip on every checkout (the chat turn does two).
         # A connection broken by a server restart is discarded when it fails, and recycling
         # bounds how long any connection lives.

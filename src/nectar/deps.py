@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nectar.chat.directory import BotDirectory
 from nectar.chat.responders.base import Responder
+from nectar.chat.store import TurnStore
 from nectar.db import session_scope
 from nectar.events import EventBus
 from nectar.queue import JobQueue
@@ -31,6 +32,7 @@ class Services:
     responder: Responder
     events: EventBus
     queue: JobQueue
+    turns: TurnStore
     redis: Redis | None = None
 
 

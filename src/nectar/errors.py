@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -69,6 +71,16 @@ class TooManyRequests(NectarError):
 class PayloadTooLarge(NectarError):
     code = "payload_too_large"
     status = 413
+
+
+class Overloaded(NectarError):
+    """No database connection came free in time: every one is busy with other requests."""
+
+    code = "service_unavailable"
+    status = 503
+
+    def __init__(self, detail: str = "the service is overloaded; retry shortly") -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
 
 
 def error_body(code: str, detail: str) -> dict[str, str]:
@@ -156,14 +168,29 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(code, detail), status_code=exc.status_code, headers=exc.headers
         )
 
+    def _unstorable() -> JSONResponse:
+        return JSONResponse(
+            error_body("validation_error", "text must not contain NUL (\\u0000) characters"),
+            status_code=422,
+        )
+
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
         if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:
-            return JSONResponse(
-                error_body("validation_error", "text must not contain NUL (\\u0000) characters"),
-                status_code=422,
-            )
+            return _unstorable()
         raise exc
+
+    # The chat turn talks to PostgreSQL through asyncpg directly (nectar.chat.store).
+    @app.exception_handler(asyncpg.PostgresError)
+    async def _postgres(request: Request, exc: asyncpg.PostgresError) -> JSONResponse:
+        if getattr(exc, "sqlstate", None) in _UNSTORABLE_TEXT:
+            return _unstorable()
+        raise exc
+
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _pool_exhausted(request: Request, exc: sa_exc.TimeoutError) -> JSONResponse:
+        log.warning("no database connection free for %s %s", request.method, request.url.path)
+        return await _nectar(request, Overloaded())
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

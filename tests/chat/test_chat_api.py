@@ -197,6 +197,11 @@ async def test_inactive_and_maintenance_bots(
         ({"message": "hi", "user": {"email": "no-at-sign"}}, "user.email"),
         ({"message": "hi", "user": {"id": "x" * 201}}, "user.id"),
         ({"message": "hi", "surprise": 1}, "surprise"),
+        # PostgreSQL cannot store NUL; refused on SQLite too, before anything is stored.
+        ({"message": "reset\u0000password"}, "NUL"),
+        ({"message": "hi", "user": {"name": "A\u0000da"}}, "NUL"),
+        ({"message": "hi", "metadata": {"page": ["/x\u0000"]}}, "NUL"),
+        ({"message": "hi", "metadata": {"k\u0000": 1}}, "NUL"),
     ],
 )
 async def test_bad_input_is_422_naming_the_field(
@@ -371,3 +376,40 @@ async def test_public_endpoints_never_serve_a_conversation_started_with_the_key(
         headers=key_headers(bot),
     )
     assert r.status_code == 200
+
+
+async def test_conversation_deleted_during_the_turn_is_404_and_stores_nothing(
+    app: Any, client: httpx.AsyncClient, bot: dict, db: Any
+) -> None:
+    """The turn reads the conversation, answers outside any transaction, then writes: a
+    conversation deleted in between (its bot deleted, say) is a 404, never a 500 or an
+    orphan message."""
+    first = await chat(client, bot, "reset password")
+    cid = uuid.UUID(first.json()["conversation_id"])
+    services = app.state.services
+    real = services.responder
+
+    class DeletingResponder:
+        name = "deleting"
+
+        async def answer(self, question: Any) -> Any:
+            async with db.begin() as conn:
+                await conn.execute(
+                    sa.text("DELETE FROM nectar_bot_conversations WHERE id = :id").bindparams(
+                        sa.bindparam("id", type_=sa.Uuid())
+                    ),
+                    {"id": cid},
+                )
+            return await real.answer(question)
+
+    services.responder = DeletingResponder()
+    try:
+        r = await chat(client, bot, "and the locked account?", conversation_id=str(cid))
+    finally:
+        services.responder = real
+    assert_error(r, 404)
+    async with db.connect() as conn:
+        left = (await conn.execute(sa.text("SELECT count(*) FROM nectar_bot_messages"))).scalar()
+        usage = (await conn.execute(sa.text("SELECT count(*) FROM nectar_bot_usage"))).scalar()
+    # The first turn's rows went with the conversation (cascade); the refused turn left none.
+    assert (left, usage) == (0, 0)

@@ -5,10 +5,28 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 MAX_MESSAGE_CHARS = 4000
 MAX_METADATA_BYTES = 8192
+_NUL = "text must not contain NUL (\\u0000) characters"
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class ChatUser(BaseModel):
@@ -44,9 +62,23 @@ class ChatRequest(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value, default=str)) > MAX_METADATA_BYTES:
+        if value is None:
+            return value
+        dumped = json.dumps(value, default=str)
+        if len(dumped) > MAX_METADATA_BYTES:
             raise ValueError(f"at most {MAX_METADATA_BYTES} bytes as JSON")
+        if _has_nul(value):
+            raise ValueError(_NUL)
         return value
+
+    @model_validator(mode="after")
+    def _storable(self) -> ChatRequest:
+        # PostgreSQL cannot store NUL in text; refused alike on both databases.
+        user = self.user
+        texts = [self.message, *((user.id, user.name, user.email) if user else ())]
+        if any(t and "\x00" in t for t in texts):
+            raise ValueError(_NUL)
+        return self
 
 
 class SourceOut(BaseModel):

@@ -1,35 +1,36 @@
-"""The chat turn: the hot path. A few Core statements per turn, no ORM unit of work.
+"""The chat turn: the hot path.
 
-A turn reads (conversation, recent history, retrieval) in one short transaction, asks the
-responder outside any transaction (a model call may take seconds), then writes the user
-message, the reply and the usage row in a second one. Message order comes from an atomic
-counter on the conversation, so concurrent turns of one conversation never collide.
+A turn is admitted (the bot's key from a short-lived cache, both rate-limit windows in one
+Redis script), reads the conversation and searches the Honey Jars without a transaction,
+asks the responder outside any transaction (a model call may take seconds), then stores the
+user's message, the reply and the usage row in one write (one statement on PostgreSQL; see
+``store``). Message order comes from an atomic counter on the conversation, so concurrent
+turns of one conversation never collide. A turn that opens a handoff writes the handoff, its
+context and its outbox in the same transaction as the messages.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from nectar.chat.directory import BotSnapshot, generation_key
 from nectar.chat.exceptions import (
     BotInactive,
     BotUnavailable,
-    ConversationClosed,
     ConversationNotFound,
     InvalidApiKey,
     MessageNotFound,
 )
 from nectar.chat.models import Conversation, Message, MessageRole, Usage
-from nectar.chat.responders.base import Answer, HistoryItem, Question, Responder
+from nectar.chat.responders.base import Answer, Question, Responder
 from nectar.chat.schemas import (
     ChatRequest,
     ChatResponse,
@@ -37,6 +38,15 @@ from nectar.chat.schemas import (
     MessageList,
     MessageOut,
     SourceOut,
+)
+from nectar.chat.store import (
+    NewConversation,
+    NewMessage,
+    TurnContext,
+    TurnWrite,
+    insert_messages,
+    open_handoff_of,
+    reserve,
 )
 from nectar.chat.stream import MESSAGE_COLUMNS, publish_messages
 from nectar.db import new_id, utcnow
@@ -46,16 +56,12 @@ from nectar.handoffs import bot_settings
 from nectar.handoffs import service as handoff_service
 from nectar.handoffs.detection.base import Decision, TriggerSettings, TurnFacts
 from nectar.handoffs.detection.detector import detect
-from nectar.handoffs.models import Handoff
-from nectar.knowledge.search import search
 
-HISTORY_TURNS = 10
 HOUR, DAY = 3600, 86400
 
 _CONV = Conversation.__table__  # type: ignore[attr-defined]
 _MSG = Message.__table__  # type: ignore[attr-defined]
 _USAGE = Usage.__table__  # type: ignore[attr-defined]
-_HANDOFF = Handoff.__table__  # type: ignore[attr-defined]
 
 
 # --- who is calling, and may they -------------------------------------------------------------
@@ -180,88 +186,6 @@ async def _record_refusal(engine: AsyncEngine, bot_id: uuid.UUID) -> None:
 # --- the turn ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Context:
-    conversation_id: uuid.UUID
-    is_new: bool
-    handled_by: str
-    message_count: int
-    started_at: datetime
-    history: list[HistoryItem]
-    # Where a human last handed the conversation back (0 if never), and the messages since:
-    # what the length, duration and error-pattern triggers look at.
-    bot_since_seq: int
-    recent: list[HistoryItem]
-
-
-async def _load(
-    conn: AsyncConnection, bot: BotSnapshot, request: ChatRequest, now: datetime, origin: str
-) -> _Context:
-    if request.conversation_id is None:
-        return _Context(new_id(), True, "bot", 0, now, [], 0, [])
-    # One query: the conversation (which must be this bot's) with its latest messages.
-    rows = list(
-        await conn.execute(
-            sa.select(
-                _CONV.c.handled_by,
-                _CONV.c.message_count,
-                _CONV.c.created_at,
-                _CONV.c.bot_since_seq,
-                _CONV.c.bot_since_at,
-                _MSG.c.seq,
-                _MSG.c.role,
-                _MSG.c.content,
-                _MSG.c.confidence,
-            )
-            .select_from(_CONV.outerjoin(_MSG, _MSG.c.conversation_id == _CONV.c.id))
-            .where(
-                _CONV.c.id == request.conversation_id,
-                _CONV.c.bot_id == bot.id,
-                # The keyless endpoint continues only conversations it started.
-                _CONV.c.origin == "public" if origin == "public" else sa.true(),
-            )
-            .order_by(_MSG.c.seq.desc())
-            .limit(HISTORY_TURNS)
-        )
-    )
-    if not rows:
-        raise ConversationNotFound()
-    if rows[0].handled_by == "closed":
-        raise ConversationClosed()
-    first = rows[0]
-    ordered = [r for r in rows if r.role][::-1]
-    return _Context(
-        request.conversation_id,
-        False,
-        first.handled_by,
-        first.message_count,
-        first.bot_since_at or first.created_at,
-        [HistoryItem(r.role, r.content, r.confidence) for r in ordered],
-        first.bot_since_seq,
-        [
-            HistoryItem(r.role, r.content, r.confidence)
-            for r in ordered
-            if r.seq > first.bot_since_seq
-        ],
-    )
-
-
-@asynccontextmanager
-async def _reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """Reads without a transaction on PostgreSQL: no BEGIN and ROLLBACK round trips."""
-    async with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
-
-
-def _retrieval_text(message: str, history: list[HistoryItem]) -> str:
-    """The question plus the previous user message, so a follow-up ("and on Free?") finds
-    the article the conversation is about."""
-    previous = next((h.content for h in reversed(history) if h.role == "user"), "")
-    return f"{message} {previous}".strip()
-
-
 def _triggers(services: Services, bot: BotSnapshot) -> TriggerSettings:
     return bot_settings.effective(
         services.settings.nectar_bots,
@@ -273,29 +197,16 @@ def _triggers(services: Services, bot: BotSnapshot) -> TriggerSettings:
     )
 
 
-def _message_row(
-    conversation_id: uuid.UUID,
-    message_id: uuid.UUID,
-    seq: int,
-    role: MessageRole,
-    content: str,
-    now: datetime,
-    answer: Answer | None = None,
-    sources: list[dict[str, Any]] | None = None,
-    elapsed_ms: int | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": message_id,
-        "conversation_id": conversation_id,
-        "seq": seq,
-        "role": role.value,
-        "content": content,
-        "confidence": answer.confidence if answer else None,
-        "sources": sources,
-        "response_time_ms": elapsed_ms,
-        "author_id": None,
-        "created_at": now,
-    }
+def _new_conversation(bot: BotSnapshot, request: ChatRequest, origin: str) -> NewConversation:
+    user = request.user
+    return NewConversation(
+        bot_id=bot.id,
+        user_ref=user.id if user else None,
+        user_name=user.name if user else None,
+        user_email=user.email if user else None,
+        metadata=request.metadata or {},
+        origin=origin,
+    )
 
 
 async def handle_turn(
@@ -310,22 +221,18 @@ async def handle_turn(
     started = time.perf_counter()
     now = utcnow()
     config = services.settings.nectar_bots
-    async with _reading(services.engine) as conn:
-        ctx = await _load(conn, bot, request, now, origin)
-        bot_holds = ctx.handled_by == "bot"
-        hits = (
-            await search(
-                conn,
-                list(bot.jar_ids),
-                _retrieval_text(request.message, ctx.history),
-                config.responder.passages,
-            )
-            if bot_holds
-            else []
-        )
+    ctx, hits = await services.turns.read(
+        bot.id,
+        request.conversation_id,
+        origin == "public",
+        bot.jar_ids,
+        request.message,
+        config.responder.passages,
+        now,
+    )
     answer: Answer | None = None
     decision: Decision | None = None
-    if bot_holds:
+    if ctx.handled_by == "bot":
         answer = await responder.answer(
             Question(
                 bot_name=bot.name,
@@ -358,89 +265,135 @@ async def handle_turn(
         }
         for s in (answer.sources if answer else [])
     ]
-    user_id, reply_id = new_id(), new_id()
-    reply_text: str | None = None
+    new = _new_conversation(bot, request, origin) if ctx.is_new else None
+    user = NewMessage(new_id(), MessageRole.user.value, request.message)
     handoff: dict[str, Any] | None = None
-    async with services.engine.begin() as conn:
-        # The user's message, plus the bot's reply or the handoff notice.
-        added = 1 if answer is None else 2
-        first_seq = await _reserve(conn, ctx, bot, request, added, now, origin)
-        rows = [
-            _message_row(
-                ctx.conversation_id, user_id, first_seq, MessageRole.user, request.message, now
-            )
-        ]
-        if decision is None and answer is not None:
-            reply_text = answer.text
-            rows.append(
-                _message_row(
-                    ctx.conversation_id,
-                    reply_id,
-                    first_seq + 1,
-                    MessageRole.bot,
-                    answer.text,
-                    now,
-                    answer,
-                    sources,
-                    elapsed_ms,
-                )
-            )
-            await conn.execute(sa.insert(_MSG), rows)
-        elif decision is not None:
-            # The user's message first: the handoff's context snapshot includes it.
-            await conn.execute(sa.insert(_MSG), rows)
-            handoff = await handoff_service.open_handoff(
-                conn,
-                config,
-                bot={"id": str(bot.id), "name": bot.name, "jar_ids": bot.jar_ids},
-                conversation_id=ctx.conversation_id,
-                decision=decision,
-                trigger_message_id=user_id,
-                bot_draft=_draft(answer, sources),
-                now=now,
-                bot_methods=bot.handoff_settings.get("methods"),
-            )
-            if handoff is None:  # another turn opened one a moment ago: relay instead
-                handoff = await _open_handoff_of(conn, ctx.conversation_id)
-            reply_text = config.handoff.messages.handoff_notice
-            notice = _message_row(
-                ctx.conversation_id, reply_id, first_seq + 1, MessageRole.system, reply_text, now
-            )
-            await conn.execute(sa.insert(_MSG), [notice])
-            rows.append(notice)
-        else:  # a human holds the conversation: the message waits for them
-            await conn.execute(sa.insert(_MSG), rows)
-            handoff = await _open_handoff_of(conn, ctx.conversation_id)
-        last_id = user_id if added == 1 else reply_id
-        handled_by: Literal["bot", "human"] = (
-            "bot" if decision is None and answer is not None else "human"
+    if decision is not None:
+        notice = NewMessage(
+            new_id(), MessageRole.system.value, config.handoff.messages.handoff_notice
         )
+        messages = [user, notice]
+        first_seq, handoff = await _hand_off(
+            services,
+            bot,
+            ctx,
+            new,
+            messages,
+            decision,
+            now,
+            draft=_draft(answer, sources),
+            usage={
+                "response_time_ms": elapsed_ms,
+                "confidence": answer.confidence if answer else None,
+                "knowledge_matches": len(hits),
+            },
+        )
+    else:
+        if answer is not None:
+            reply = NewMessage(
+                new_id(),
+                MessageRole.bot.value,
+                answer.text,
+                answer.confidence,
+                sources,
+                elapsed_ms,
+            )
+            messages = [user, reply]
+        else:  # a human holds the conversation: the message waits for them
+            messages = [user]
+        written = await services.turns.write(
+            TurnWrite(
+                conversation_id=ctx.conversation_id,
+                new=new,
+                messages=messages,
+                now=now,
+                bot_id=bot.id,
+                usage_message_id=messages[-1].id,
+                response_time_ms=elapsed_ms,
+                confidence=answer.confidence if answer else None,
+                knowledge_matches=len(hits),
+                handled_by="bot" if answer is not None else "human",
+                with_open_handoff=answer is None,
+            )
+        )
+        first_seq, handoff = written.first_seq, written.open_handoff
+    await publish_messages(services, ctx.conversation_id, _rows(messages, first_seq, now))
+    if handoff and handoff.get("deliveries"):
+        await services.queue.enqueue(handoff["deliveries"])
+    bot_answered = decision is None and answer is not None
+    return ChatResponse(
+        conversation_id=ctx.conversation_id,
+        message_id=messages[-1].id,
+        reply=messages[1].content if len(messages) > 1 else None,
+        confidence=answer.confidence if answer else None,
+        handled_by="bot" if bot_answered else "human",
+        sources=[SourceOut.model_validate(s) for s in sources] if decision is None else [],
+        handoff=HandoffRef.model_validate(handoff) if handoff else None,
+    )
+
+
+async def _hand_off(
+    services: Services,
+    bot: BotSnapshot,
+    ctx: TurnContext,
+    new: NewConversation | None,
+    messages: list[NewMessage],
+    decision: Decision,
+    now: datetime,
+    *,
+    draft: dict[str, Any] | None,
+    usage: dict[str, Any],
+) -> tuple[int, dict[str, Any] | None]:
+    """The turn that opens a handoff: the user's message, the handoff with its context and
+    outbox, and the notice to the user, in one transaction."""
+    user, notice = messages
+    async with services.engine.begin() as conn:
+        first_seq = await reserve(conn, ctx.conversation_id, new, len(messages), now)
+        # The user's message first: the handoff's context snapshot includes it.
+        await insert_messages(conn, ctx.conversation_id, first_seq, [user], now)
+        handoff = await handoff_service.open_handoff(
+            conn,
+            services.settings.nectar_bots,
+            bot={"id": str(bot.id), "name": bot.name, "jar_ids": bot.jar_ids},
+            conversation_id=ctx.conversation_id,
+            decision=decision,
+            trigger_message_id=user.id,
+            bot_draft=draft,
+            now=now,
+            bot_methods=bot.handoff_settings.get("methods"),
+        )
+        if handoff is None:  # another turn opened one a moment ago: relay instead
+            handoff = await open_handoff_of(conn, ctx.conversation_id)
+        await insert_messages(conn, ctx.conversation_id, first_seq + 1, [notice], now)
         await conn.execute(
             sa.insert(_USAGE).values(
                 id=new_id(),
                 bot_id=bot.id,
                 conversation_id=ctx.conversation_id,
-                message_id=last_id,
-                response_time_ms=elapsed_ms,
-                confidence=answer.confidence if answer else None,
-                knowledge_matches=len(hits),
+                message_id=notice.id,
                 rate_limit_hit=False,
-                handled_by=handled_by,
+                handled_by="human",
                 created_at=now,
+                **usage,
             )
         )
-    await publish_messages(services, ctx.conversation_id, rows)
-    if handoff and handoff.get("deliveries"):
-        await services.queue.enqueue(handoff["deliveries"])
-    return ChatResponse(
-        conversation_id=ctx.conversation_id,
-        message_id=last_id,
-        reply=reply_text,
-        confidence=answer.confidence if answer else None,
-        handled_by=handled_by,
-        sources=[SourceOut.model_validate(s) for s in sources] if decision is None else [],
-        handoff=HandoffRef.model_validate(handoff) if handoff else None,
-    )
+    return first_seq, handoff
+
+
+def _rows(messages: list[NewMessage], first_seq: int, now: datetime) -> list[dict[str, Any]]:
+    """The stored messages as the live stream shows them."""
+    return [
+        {
+            "id": m.id,
+            "seq": first_seq + i,
+            "role": m.role,
+            "content": m.content,
+            "confidence": m.confidence,
+            "sources": m.sources,
+            "created_at": now,
+        }
+        for i, m in enumerate(messages)
+    ]
 
 
 def _draft(answer: Answer | None, sources: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -452,73 +405,6 @@ def _draft(answer: Answer | None, sources: list[dict[str, Any]]) -> dict[str, An
         "confidence": answer.confidence,
         "sources": sources,
         "error": answer.error,
-    }
-
-
-async def _reserve(
-    conn: AsyncConnection,
-    ctx: _Context,
-    bot: BotSnapshot,
-    request: ChatRequest,
-    added: int,
-    now: datetime,
-    origin: str,
-) -> int:
-    """Create the conversation, or bump its message counter; returns the first new seq."""
-    if ctx.is_new:
-        await conn.execute(
-            sa.insert(_CONV).values(**_new_conversation(ctx, bot, request, added, now, origin))
-        )
-        return 1
-    count = (
-        await conn.execute(
-            sa.update(_CONV)
-            .where(_CONV.c.id == ctx.conversation_id)
-            .values(message_count=_CONV.c.message_count + added, last_message_at=now)
-            .returning(_CONV.c.message_count)
-        )
-    ).scalar_one_or_none()
-    if count is None:  # deleted between the two transactions
-        raise ConversationNotFound()
-    return int(count) - added + 1
-
-
-async def _open_handoff_of(
-    conn: AsyncConnection, conversation_id: uuid.UUID
-) -> dict[str, Any] | None:
-    row = (
-        (
-            await conn.execute(
-                sa.select(_HANDOFF.c.id, _HANDOFF.c.status, _HANDOFF.c.reason, _HANDOFF.c.urgency)
-                .where(
-                    _HANDOFF.c.conversation_id == conversation_id,
-                    _HANDOFF.c.status.in_(["pending", "assigned", "in_progress"]),
-                )
-                .limit(1)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
-
-
-def _new_conversation(
-    ctx: _Context, bot: BotSnapshot, request: ChatRequest, added: int, now: Any, origin: str
-) -> dict[str, Any]:
-    user = request.user
-    return {
-        "id": ctx.conversation_id,
-        "bot_id": bot.id,
-        "user_ref": user.id if user else None,
-        "user_name": user.name if user else None,
-        "user_email": user.email if user else None,
-        "metadata": request.metadata or {},
-        "message_count": added,
-        "handled_by": "bot",
-        "origin": origin,
-        "created_at": now,
-        "last_message_at": now,
     }
 
 

@@ -1,7 +1,7 @@
 """Full-text search over a set of Honey Jars, one function for both databases.
 
 SQLite: an FTS5 table (porter stemming) ranked with bm25, headings weighted 3x the body.
-PostgreSQL: a weighted ``tsvector`` expression with a GIN index, ``websearch_to_tsquery``,
+PostgreSQL: a stored, weighted ``tsvector`` column with a GIN index, ``websearch_to_tsquery``,
 ranked with ``ts_rank``. Questions are matched on any of their content words (OR), so a
 natural-language question finds the passages sharing the most, and rarest, words with it.
 """
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -71,18 +73,41 @@ _SQLITE = sa.text(
     """  # noqa: S608 - constants only; values are bound
 ).bindparams(sa.bindparam("jars", expanding=True, type_=sa.Uuid()))
 
-_POSTGRES = sa.text(
-    """
+# The PostgreSQL search as plain SQL with asyncpg's numbered parameters ($1 the tsquery text,
+# $2 the jar ids, $3 the limit): the chat turn runs it on a raw connection.
+POSTGRES_SEARCH = """
     SELECT c.id, c.document_id, c.jar_id, d.title, c.heading, c.body,
            ts_rank(c.search_vector, q.query) AS score
     FROM honey_jar_chunks AS c
     JOIN honey_jar_documents AS d ON d.id = c.document_id,
-         websearch_to_tsquery('english', :query) AS q(query)
-    WHERE c.jar_id IN :jars AND c.search_vector @@ q.query
+         websearch_to_tsquery('english', $1) AS q(query)
+    WHERE c.jar_id = ANY($2::uuid[]) AND c.search_vector @@ q.query
     ORDER BY score DESC, c.id
-    LIMIT :limit
-    """
-).bindparams(sa.bindparam("jars", expanding=True, type_=sa.Uuid()))
+    LIMIT $3
+"""
+_POSTGRES = sa.text(
+    POSTGRES_SEARCH.replace("$1", ":query")
+    .replace("ANY($2::uuid[])", "ANY(:jars)")
+    .replace("$3", ":limit")
+).bindparams(sa.bindparam("jars", type_=sa.ARRAY(sa.Uuid())))
+
+
+def pg_query(text: str) -> str | None:
+    """The websearch query for a question: any of its content words; None if it has none."""
+    terms = query_terms(text)
+    return " or ".join(terms) if terms else None
+
+
+def hit_from_row(row: Sequence[Any]) -> Hit:
+    return Hit(
+        chunk_id=row[0],
+        document_id=_uuid(row[1]),
+        jar_id=_uuid(row[2]),
+        title=row[3],
+        heading=row[4],
+        body=row[5],
+        score=float(row[6]),
+    )
 
 
 async def search(
@@ -94,24 +119,12 @@ async def search(
     terms = query_terms(text)
     if not terms or not jar_ids:
         return []
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
+    if conn.dialect.name == "sqlite":
         statement, query = _SQLITE, " OR ".join(f'"{t}"' for t in terms)
     else:
-        statement, query = _POSTGRES, " or ".join(terms)
+        statement, query = _POSTGRES, " or ".join(terms)  # as pg_query()
     result = await conn.execute(statement, {"query": query, "jars": jar_ids, "limit": limit})
-    return [
-        Hit(
-            chunk_id=row[0],
-            document_id=_uuid(row[1]),
-            jar_id=_uuid(row[2]),
-            title=row[3],
-            heading=row[4],
-            body=row[5],
-            score=float(row[6]),
-        )
-        for row in result
-    ]
+    return [hit_from_row(row) for row in result]
 
 
 def _uuid(value: object) -> uuid.UUID:

@@ -1,0 +1,523 @@
+"""Where a chat turn reads and writes.
+
+A turn reads the conversation with its recent history and searches the bot's Honey Jars
+(one connection, no transaction), then, when the bot answers or a human already holds the
+conversation, writes the conversation's counter, the new messages and the usage row at once.
+Two stores behind one interface:
+
+- ``PgTurnStore`` (PostgreSQL): fixed SQL on a raw asyncpg pool, prepared once per
+  connection. Its write is a single statement (data-modifying CTEs), so a turn costs three
+  round trips and no BEGIN/COMMIT. This is the hot path of the service; SQLAlchemy's
+  statement building, compilation and result processing cost more CPU than the whole turn
+  may spend.
+- ``SqlTurnStore`` (SQLite, or any engine): the same operations as SQLAlchemy Core
+  statements in one transaction.
+
+The turn that opens a handoff is rare and does much more (context snapshot, outbox); it
+goes through SQLAlchemy on either database (``reserve`` and ``insert_messages`` below).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from nectar.chat.exceptions import ConversationClosed, ConversationNotFound
+from nectar.chat.models import Conversation, Message, Usage
+from nectar.chat.responders.base import HistoryItem
+from nectar.db import new_id
+from nectar.errors import Overloaded
+from nectar.handoffs.models import Handoff
+from nectar.knowledge.search import POSTGRES_SEARCH, Hit, hit_from_row, pg_query, search
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 10
+OPEN_HANDOFF = ("pending", "assigned", "in_progress")
+
+_CONV = Conversation.__table__  # type: ignore[attr-defined]
+_MSG = Message.__table__  # type: ignore[attr-defined]
+_USAGE = Usage.__table__  # type: ignore[attr-defined]
+_HANDOFF = Handoff.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class TurnContext:
+    conversation_id: uuid.UUID
+    is_new: bool
+    handled_by: str
+    message_count: int
+    started_at: datetime
+    history: list[HistoryItem]
+    # Where a human last handed the conversation back (0 if never), and the messages since:
+    # what the length, duration and error-pattern triggers look at.
+    bot_since_seq: int
+    recent: list[HistoryItem]
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    id: uuid.UUID
+    role: str
+    content: str
+    confidence: float | None = None
+    sources: list[dict[str, Any]] | None = None
+    response_time_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewConversation:
+    bot_id: uuid.UUID
+    user_ref: str | None
+    user_name: str | None
+    user_email: str | None
+    metadata: dict[str, Any]
+    origin: str
+
+
+@dataclass(slots=True)
+class TurnWrite:
+    """What a turn the bot answers, or a human holds, stores."""
+
+    conversation_id: uuid.UUID
+    # Set when the turn opens the conversation.
+    new: NewConversation | None
+    messages: list[NewMessage]
+    now: datetime
+    bot_id: uuid.UUID
+    usage_message_id: uuid.UUID
+    response_time_ms: int
+    confidence: float | None
+    knowledge_matches: int
+    handled_by: str
+    # Also return the conversation's open handoff (a relayed message).
+    with_open_handoff: bool = False
+
+
+@dataclass(slots=True)
+class Written:
+    first_seq: int
+    open_handoff: dict[str, Any] | None = field(default=None)
+
+
+class TurnStore(Protocol):
+    async def read(
+        self,
+        bot_id: uuid.UUID,
+        conversation_id: uuid.UUID | None,
+        public_only: bool,
+        jar_ids: Sequence[uuid.UUID],
+        message: str,
+        passages: int,
+        now: datetime,
+    ) -> tuple[TurnContext, list[Hit]]: ...
+
+    async def write(self, turn: TurnWrite) -> Written: ...
+
+    async def close(self) -> None: ...
+
+
+def retrieval_text(message: str, history: list[HistoryItem]) -> str:
+    """The question plus the previous user message, so a follow-up ("and on Free?") finds
+    the article the conversation is about."""
+    previous = next((h.content for h in reversed(history) if h.role == "user"), "")
+    return f"{message} {previous}".strip()
+
+
+def _context(conversation_id: uuid.UUID, rows: Sequence[Any]) -> TurnContext:
+    """From rows of (handled_by, message_count, created_at, bot_since_seq, bot_since_at,
+    seq, role, content, confidence), newest message first."""
+    if not rows:
+        raise ConversationNotFound()
+    first = rows[0]
+    if first[0] == "closed":
+        raise ConversationClosed()
+    ordered = [r for r in rows if r[6]][::-1]
+    since = first[3]
+    history = [HistoryItem(r[6], r[7], r[8]) for r in ordered]
+    return TurnContext(
+        conversation_id,
+        False,
+        first[0],
+        first[1],
+        first[4] or first[2],
+        history,
+        since,
+        [h for h, r in zip(history, ordered, strict=True) if r[5] > since],
+    )
+
+
+def _new_context(now: datetime) -> TurnContext:
+    return TurnContext(new_id(), True, "bot", 0, now, [], 0, [])
+
+
+def _sources(message: NewMessage) -> str | None:
+    return None if message.sources is None else json.dumps(message.sources)
+
+
+# --- PostgreSQL: raw asyncpg ----------------------------------------------------------------
+
+_PG_LOAD = f"""
+SELECT c.handled_by, c.message_count, c.created_at, c.bot_since_seq, c.bot_since_at,
+       m.seq, m.role, m.content, m.confidence
+FROM nectar_bot_conversations AS c
+LEFT JOIN LATERAL (
+    SELECT seq, role, content, confidence FROM nectar_bot_messages
+    WHERE conversation_id = c.id ORDER BY seq DESC LIMIT {HISTORY_TURNS}
+) AS m ON true
+WHERE c.id = $1 AND c.bot_id = $2 AND (NOT $3::boolean OR c.origin = 'public')
+ORDER BY m.seq DESC
+"""  # noqa: S608 - constants only; values are bound
+
+_PG_RESERVE_NEW = """
+    INSERT INTO nectar_bot_conversations (id, bot_id, user_ref, user_name, user_email,
+        metadata, message_count, handled_by, origin, bot_since_seq, created_at,
+        last_message_at)
+    VALUES (:conv, :bot, :user_ref, :user_name, :user_email, :metadata::jsonb, :added, 'bot',
+        :origin, 0, :now, :now)
+    RETURNING 1 AS first
+"""
+_PG_RESERVE_NEXT = """
+    UPDATE nectar_bot_conversations
+    SET message_count = message_count + :added, last_message_at = :now
+    WHERE id = :conv
+    RETURNING message_count - :added + 1 AS first
+"""
+_PG_MESSAGE = """
+    INSERT INTO nectar_bot_messages (id, conversation_id, seq, role, content, confidence,
+        sources, response_time_ms, created_at)
+    SELECT :m{i}_id, :conv, c.first + {i}, :m{i}_role, :m{i}_content, :m{i}_confidence,
+        :m{i}_sources::jsonb, :m{i}_rt, :now
+    FROM c
+"""
+_PG_USAGE = """
+    INSERT INTO nectar_bot_usage (id, bot_id, conversation_id, message_id, response_time_ms,
+        confidence, knowledge_matches, rate_limit_hit, handled_by, created_at)
+    SELECT :usage_id, :bot, :conv, :usage_message, :usage_rt, :usage_confidence, :matches,
+        false, :handled_by, :now
+    FROM c
+"""
+_PG_OPEN_HANDOFF = """
+    (SELECT json_build_object('id', h.id, 'status', h.status, 'reason', h.reason,
+                              'urgency', h.urgency)::text
+     FROM nectar_bot_handoffs AS h
+     WHERE h.conversation_id = :conv AND h.status IN ('pending', 'assigned', 'in_progress')
+     LIMIT 1)
+"""
+_NAME = re.compile(r"(?<!:):([a-z][a-z0-9_]*)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    """SQL written with :names, turned into asyncpg's $1, $2, ... once."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, sql: str) -> _Statement:
+        names: dict[str, int] = {}
+
+        def number(match: re.Match[str]) -> str:
+            return f"${names.setdefault(match.group(1), len(names) + 1)}"
+
+        return cls(_NAME.sub(number, sql), tuple(names))
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        return [values[name] for name in self.names]
+
+
+def _pg_write(new: bool, messages: int, with_open_handoff: bool) -> _Statement:
+    parts = [f"WITH c AS ({_PG_RESERVE_NEW if new else _PG_RESERVE_NEXT})"]
+    parts += [f", m{i} AS ({_PG_MESSAGE.format(i=i)})" for i in range(messages)]
+    parts.append(f", u AS ({_PG_USAGE})")
+    handoff = _PG_OPEN_HANDOFF if with_open_handoff else "NULL::text"
+    parts.append(f"SELECT c.first, {handoff} FROM c")  # noqa: S608 - constants only
+    return _Statement.of("\n".join(parts))
+
+
+_PG_WRITES = {
+    (new, n, handoff): _pg_write(new, n, handoff)
+    for new in (True, False)
+    for n in (1, 2)
+    for handoff in (True, False)
+}
+
+
+class PgTurnStore:
+    """The turn on PostgreSQL: fixed statements on a raw asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float = 10.0) -> None:
+        self.pool = pool
+        self.acquire_timeout = acquire_timeout
+
+    @classmethod
+    async def open(cls, dsn: str, size: int) -> PgTurnStore:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=size, max_inactive_connection_lifetime=300
+        )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            conn = await self.pool.acquire(timeout=self.acquire_timeout)
+        except TimeoutError:
+            log.warning("no PostgreSQL connection free for a chat turn")
+            raise Overloaded() from None
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
+
+    async def read(
+        self,
+        bot_id: uuid.UUID,
+        conversation_id: uuid.UUID | None,
+        public_only: bool,
+        jar_ids: Sequence[uuid.UUID],
+        message: str,
+        passages: int,
+        now: datetime,
+    ) -> tuple[TurnContext, list[Hit]]:
+        async with self._connection() as conn:
+            if conversation_id is None:
+                ctx = _new_context(now)
+            else:
+                rows = await conn.fetch(_PG_LOAD, conversation_id, bot_id, public_only)
+                ctx = _context(conversation_id, rows)
+            if ctx.handled_by != "bot" or not jar_ids:
+                return ctx, []
+            query = pg_query(retrieval_text(message, ctx.history))
+            if query is None:
+                return ctx, []
+            found = await conn.fetch(POSTGRES_SEARCH, query, list(jar_ids), passages)
+        return ctx, [hit_from_row(r) for r in found]
+
+    async def write(self, turn: TurnWrite) -> Written:
+        new = turn.new
+        values: dict[str, Any] = {
+            "conv": turn.conversation_id,
+            "bot": turn.bot_id,
+            "added": len(turn.messages),
+            "now": turn.now,
+            "usage_id": new_id(),
+            "usage_message": turn.usage_message_id,
+            "usage_rt": turn.response_time_ms,
+            "usage_confidence": turn.confidence,
+            "matches": turn.knowledge_matches,
+            "handled_by": turn.handled_by,
+        }
+        if new is not None:
+            values.update(
+                user_ref=new.user_ref,
+                user_name=new.user_name,
+                user_email=new.user_email,
+                metadata=json.dumps(new.metadata),
+                origin=new.origin,
+            )
+        for i, m in enumerate(turn.messages):
+            values.update(
+                {
+                    f"m{i}_id": m.id,
+                    f"m{i}_role": m.role,
+                    f"m{i}_content": m.content,
+                    f"m{i}_confidence": m.confidence,
+                    f"m{i}_sources": _sources(m),
+                    f"m{i}_rt": m.response_time_ms,
+                }
+            )
+        statement = _PG_WRITES[(new is not None, len(turn.messages), turn.with_open_handoff)]
+        async with self._connection() as conn:
+            row = await conn.fetchrow(statement.sql, *statement.args(values))
+        if row is None:  # deleted since the turn read it
+            raise ConversationNotFound()
+        handoff = json.loads(row[1]) if row[1] else None
+        return Written(row[0], handoff)
+
+
+# --- SQLite (or any engine): SQLAlchemy Core ---------------------------------------------------
+
+
+class SqlTurnStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def close(self) -> None:
+        return None
+
+    async def read(
+        self,
+        bot_id: uuid.UUID,
+        conversation_id: uuid.UUID | None,
+        public_only: bool,
+        jar_ids: Sequence[uuid.UUID],
+        message: str,
+        passages: int,
+        now: datetime,
+    ) -> tuple[TurnContext, list[Hit]]:
+        async with self.engine.connect() as conn:
+            if conversation_id is None:
+                ctx = _new_context(now)
+            else:
+                rows = list(await conn.execute(_load(conversation_id, bot_id, public_only)))
+                ctx = _context(conversation_id, rows)
+            if ctx.handled_by != "bot":
+                return ctx, []
+            text = retrieval_text(message, ctx.history)
+            return ctx, await search(conn, list(jar_ids), text, passages)
+
+    async def write(self, turn: TurnWrite) -> Written:
+        async with self.engine.begin() as conn:
+            first = await reserve(
+                conn, turn.conversation_id, turn.new, len(turn.messages), turn.now
+            )
+            await insert_messages(conn, turn.conversation_id, first, turn.messages, turn.now)
+            await conn.execute(
+                sa.insert(_USAGE).values(
+                    id=new_id(),
+                    bot_id=turn.bot_id,
+                    conversation_id=turn.conversation_id,
+                    message_id=turn.usage_message_id,
+                    response_time_ms=turn.response_time_ms,
+                    confidence=turn.confidence,
+                    knowledge_matches=turn.knowledge_matches,
+                    rate_limit_hit=False,
+                    handled_by=turn.handled_by,
+                    created_at=turn.now,
+                )
+            )
+            handoff = (
+                await open_handoff_of(conn, turn.conversation_id)
+                if turn.with_open_handoff
+                else None
+            )
+        return Written(first, handoff)
+
+
+def _load(conversation_id: uuid.UUID, bot_id: uuid.UUID, public_only: bool) -> sa.Select[Any]:
+    query = (
+        sa.select(
+            _CONV.c.handled_by,
+            _CONV.c.message_count,
+            _CONV.c.created_at,
+            _CONV.c.bot_since_seq,
+            _CONV.c.bot_since_at,
+            _MSG.c.seq,
+            _MSG.c.role,
+            _MSG.c.content,
+            _MSG.c.confidence,
+        )
+        .select_from(_CONV.outerjoin(_MSG, _MSG.c.conversation_id == _CONV.c.id))
+        .where(_CONV.c.id == conversation_id, _CONV.c.bot_id == bot_id)
+        .order_by(_MSG.c.seq.desc())
+        .limit(HISTORY_TURNS)
+    )
+    # The keyless endpoint continues only conversations it started.
+    return query.where(_CONV.c.origin == "public") if public_only else query
+
+
+async def reserve(
+    conn: AsyncConnection,
+    conversation_id: uuid.UUID,
+    new: NewConversation | None,
+    added: int,
+    now: datetime,
+) -> int:
+    """Create the conversation, or bump its message counter; returns the first new seq."""
+    if new is not None:
+        await conn.execute(
+            sa.insert(_CONV).values(
+                id=conversation_id,
+                bot_id=new.bot_id,
+                user_ref=new.user_ref,
+                user_name=new.user_name,
+                user_email=new.user_email,
+                metadata=new.metadata,
+                message_count=added,
+                handled_by="bot",
+                origin=new.origin,
+                created_at=now,
+                last_message_at=now,
+            )
+        )
+        return 1
+    count = (
+        await conn.execute(
+            sa.update(_CONV)
+            .where(_CONV.c.id == conversation_id)
+            .values(message_count=_CONV.c.message_count + added, last_message_at=now)
+            .returning(_CONV.c.message_count)
+        )
+    ).scalar_one_or_none()
+    if count is None:  # deleted between the two transactions
+        raise ConversationNotFound()
+    return int(count) - added + 1
+
+
+async def insert_messages(
+    conn: AsyncConnection,
+    conversation_id: uuid.UUID,
+    first_seq: int,
+    messages: Sequence[NewMessage],
+    now: datetime,
+) -> None:
+    await conn.execute(
+        sa.insert(_MSG),
+        [
+            {
+                "id": m.id,
+                "conversation_id": conversation_id,
+                "seq": first_seq + i,
+                "role": m.role,
+                "content": m.content,
+                "confidence": m.confidence,
+                "sources": m.sources,
+                "response_time_ms": m.response_time_ms,
+                "author_id": None,
+                "created_at": now,
+            }
+            for i, m in enumerate(messages)
+        ],
+    )
+
+
+async def open_handoff_of(
+    conn: AsyncConnection, conversation_id: uuid.UUID
+) -> dict[str, Any] | None:
+    row = (
+        (
+            await conn.execute(
+                sa.select(_HANDOFF.c.id, _HANDOFF.c.status, _HANDOFF.c.reason, _HANDOFF.c.urgency)
+                .where(
+                    _HANDOFF.c.conversation_id == conversation_id,
+                    _HANDOFF.c.status.in_(OPEN_HANDOFF),
+                )
+                .limit(1)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+async def open_store(engine: AsyncEngine, database_url: str, pool_size: int) -> TurnStore:
+    if engine.dialect.name != "postgresql":
+        return SqlTurnStore(engine)
+    dsn = sa.make_url(database_url).set(drivername="postgresql")
+    return await PgTurnStore.open(dsn.render_as_string(hide_password=False), pool_size)
