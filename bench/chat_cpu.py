@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -78,6 +80,13 @@ def main() -> None:
     parser.add_argument(
         "--no-handoff", action="store_true", help="a bot with handoff_enabled false"
     )
+    parser.add_argument(
+        "--no-knowledge",
+        action="store_true",
+        help="a bot without Honey Jars: the turn without search and answer, its fixed cost",
+    )
+    parser.add_argument("--cprofile", help="run the server under cProfile, stats to this file")
+    parser.add_argument("--native", action="store_true", help="with --profile: C frames too")
     parser.add_argument("--profile", help="record the server with py-spy into this raw file")
     add_service_arguments(parser)
     args = parser.parse_args()
@@ -89,13 +98,22 @@ def main() -> None:
         port = free_port()
         server = run.start(
             "nectar",
-            [venv_bin("nectar"), "serve", f"--port={port}", "--no-access-log"],
+            [
+                *([sys.executable, "-m", "cProfile", "-o", args.cprofile] if args.cprofile else []),
+                venv_bin("nectar"),
+                "serve",
+                f"--port={port}",
+                "--no-access-log",
+            ],
             nectar_env(run),
         )
         base = f"http://127.0.0.1:{port}"
         run.wait_ready("nectar", base + "/healthz")
         bot_id, api_key = create_bot(
-            base, name="CPU bench bot", **({"handoff_enabled": False} if args.no_handoff else {})
+            base,
+            name="CPU bench bot",
+            knowledge=not args.no_knowledge,
+            **({"handoff_enabled": False} if args.no_handoff else {}),
         )
         path = f"/api/nectar-bots/{bot_id}/chat"
         firsts, follows = load_turns()
@@ -117,6 +135,7 @@ def main() -> None:
                     "-o",
                     args.profile,
                     "--nonblocking",
+                    *(["--native"] if args.native else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -142,6 +161,11 @@ def main() -> None:
             "latency_p99_ms": round(latencies[int(len(latencies) * 0.99)], 2),
         }
         print(json.dumps(result, indent=2))
+        if args.cprofile:
+            # uvicorn re-raises SIGTERM after shutting down, which ends the process before
+            # cProfile writes; SIGINT surfaces as KeyboardInterrupt, and the stats are saved.
+            server.send_signal(signal.SIGINT)
+            server.wait(60)
     finally:
         run.close()
 

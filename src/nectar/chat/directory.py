@@ -61,19 +61,18 @@ class BotDirectory:
         self._entries: dict[str, tuple[float, BotSnapshot]] = {}
 
     async def by_key(self, api_key: str) -> BotSnapshot | None:
-        return await self._get(
-            "k:" + security.hash_secret(api_key),
-            _BOTS.c.api_key_hash == security.hash_secret(api_key),
-        )
+        digest = security.hash_secret(api_key)
+        return await self._get("k:" + digest, _BOTS.c.api_key_hash, digest)
 
     async def by_slug(self, slug: str) -> BotSnapshot | None:
-        return await self._get("s:" + slug, _BOTS.c.slug == slug)
+        return await self._get("s:" + slug, _BOTS.c.slug, slug)
 
-    async def _get(self, cache_key: str, where: sa.ColumnElement[bool]) -> BotSnapshot | None:
+    async def _get(self, cache_key: str, column: sa.Column[str], value: str) -> BotSnapshot | None:
         entry = self._entries.get(cache_key)
         if entry is not None and entry[0] > time.monotonic():
             return entry[1]
-        snapshot = await self._load(where)
+        # Built only on a miss: composing a SQL expression costs more than the cache hit.
+        snapshot = await self._load(column == value)
         if snapshot is not None:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()

@@ -317,7 +317,9 @@ async def handle_turn(
             )
         )
         first_seq, handoff = written.first_seq, written.open_handoff
-    await publish_messages(services, ctx.conversation_id, _rows(messages, first_seq, now))
+    if not ctx.is_new:
+        # Nobody can follow a conversation whose id this response is the first to tell.
+        await publish_messages(services, ctx.conversation_id, _rows(messages, first_seq, now))
     if handoff and handoff.get("deliveries"):
         await services.queue.enqueue(handoff["deliveries"])
     bot_answered = decision is None and answer is not None
