@@ -168,12 +168,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
     )
     install_error_handlers(app)
+    # First: routes are matched in order, and the chat turn is the hot path. Before the bots
+    # router too: /api/nectar-bots/public/..., /handoffs... must not be read as a bot id.
+    app.include_router(chat_router)
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(users_router)
-    # Before the bots router: /api/nectar-bots/public/..., /handoffs... must not be read
-    # as a bot id.
-    app.include_router(chat_router)
     app.include_router(handoffs_router)
     app.include_router(bots_router)
     app.include_router(knowledge_router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
@@ -14,12 +14,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from nectar.chat.directory import BotDirectory
 from nectar.chat.responders.base import Responder
-from nectar.chat.store import TurnStore
 from nectar.db import session_scope
 from nectar.events import EventBus
 from nectar.queue import JobQueue
 from nectar.ratelimit import Limiter
 from nectar.settings import Settings
+
+if TYPE_CHECKING:  # the store imports the handoff service, which imports this module
+    from nectar.chat.store import TurnStore
 
 
 @dataclass

@@ -33,7 +33,7 @@ _CHAT_ERRORS = responses(401, 403, 404, 413, 422, 429)
 # The chat endpoint reads its key and services straight from the request and serialises its
 # own response: FastAPI's dependency solving and response-model pass cost a noticeable share
 # of a turn. The documented security and response model are the same as the other routes'.
-_KEY_SECURITY = {"security": [{"BotApiKey": []}, {"BotApiKeyHeader": []}]}
+_KEY_SECURITY: dict[str, Any] = {"security": [{"BotApiKey": []}, {"BotApiKeyHeader": []}]}
 
 
 def _key_of(http: Request) -> str | None:

@@ -39,21 +39,12 @@ from nectar.chat.schemas import (
     MessageOut,
     SourceOut,
 )
-from nectar.chat.store import (
-    NewConversation,
-    NewMessage,
-    TurnContext,
-    TurnWrite,
-    insert_messages,
-    open_handoff_of,
-    reserve,
-)
+from nectar.chat.store import NewConversation, NewMessage, Opening, TurnContext, TurnWrite
 from nectar.chat.stream import MESSAGE_COLUMNS, publish_messages
 from nectar.db import new_id, utcnow
 from nectar.deps import Services
 from nectar.errors import TooManyRequests
 from nectar.handoffs import bot_settings
-from nectar.handoffs import service as handoff_service
 from nectar.handoffs.detection.base import Decision, TriggerSettings, TurnFacts
 from nectar.handoffs.detection.detector import detect
 
@@ -267,26 +258,20 @@ async def handle_turn(
     ]
     new = _new_conversation(bot, request, origin) if ctx.is_new else None
     user = NewMessage(new_id(), MessageRole.user.value, request.message)
-    handoff: dict[str, Any] | None = None
     if decision is not None:
         notice = NewMessage(
             new_id(), MessageRole.system.value, config.handoff.messages.handoff_notice
         )
         messages = [user, notice]
-        first_seq, handoff = await _hand_off(
-            services,
-            bot,
-            ctx,
-            new,
-            messages,
-            decision,
-            now,
-            draft=_draft(answer, sources),
-            usage={
-                "response_time_ms": elapsed_ms,
-                "confidence": answer.confidence if answer else None,
-                "knowledge_matches": len(hits),
-            },
+        written = await services.turns.hand_off(
+            _turn(ctx, bot, new, messages, now, answer, len(hits), elapsed_ms),
+            Opening(
+                config=config,
+                bot={"id": str(bot.id), "name": bot.name, "jar_ids": bot.jar_ids},
+                decision=decision,
+                draft=_draft(answer, sources),
+                bot_methods=bot.handoff_settings.get("methods"),
+            ),
         )
     else:
         if answer is not None:
@@ -302,21 +287,9 @@ async def handle_turn(
         else:  # a human holds the conversation: the message waits for them
             messages = [user]
         written = await services.turns.write(
-            TurnWrite(
-                conversation_id=ctx.conversation_id,
-                new=new,
-                messages=messages,
-                now=now,
-                bot_id=bot.id,
-                usage_message_id=messages[-1].id,
-                response_time_ms=elapsed_ms,
-                confidence=answer.confidence if answer else None,
-                knowledge_matches=len(hits),
-                handled_by="bot" if answer is not None else "human",
-                with_open_handoff=answer is None,
-            )
+            _turn(ctx, bot, new, messages, now, answer, len(hits), elapsed_ms)
         )
-        first_seq, handoff = written.first_seq, written.open_handoff
+    first_seq, handoff = written.first_seq, written.open_handoff
     if not ctx.is_new:
         # Nobody can follow a conversation whose id this response is the first to tell.
         await publish_messages(services, ctx.conversation_id, _rows(messages, first_seq, now))
@@ -334,52 +307,32 @@ async def handle_turn(
     )
 
 
-async def _hand_off(
-    services: Services,
-    bot: BotSnapshot,
+def _turn(
     ctx: TurnContext,
+    bot: BotSnapshot,
     new: NewConversation | None,
     messages: list[NewMessage],
-    decision: Decision,
     now: datetime,
-    *,
-    draft: dict[str, Any] | None,
-    usage: dict[str, Any],
-) -> tuple[int, dict[str, Any] | None]:
-    """The turn that opens a handoff: the user's message, the handoff with its context and
-    outbox, and the notice to the user, in one transaction."""
-    user, notice = messages
-    async with services.engine.begin() as conn:
-        first_seq = await reserve(conn, ctx.conversation_id, new, len(messages), now)
-        # The user's message first: the handoff's context snapshot includes it.
-        await insert_messages(conn, ctx.conversation_id, first_seq, [user], now)
-        handoff = await handoff_service.open_handoff(
-            conn,
-            services.settings.nectar_bots,
-            bot={"id": str(bot.id), "name": bot.name, "jar_ids": bot.jar_ids},
-            conversation_id=ctx.conversation_id,
-            decision=decision,
-            trigger_message_id=user.id,
-            bot_draft=draft,
-            now=now,
-            bot_methods=bot.handoff_settings.get("methods"),
-        )
-        if handoff is None:  # another turn opened one a moment ago: relay instead
-            handoff = await open_handoff_of(conn, ctx.conversation_id)
-        await insert_messages(conn, ctx.conversation_id, first_seq + 1, [notice], now)
-        await conn.execute(
-            sa.insert(_USAGE).values(
-                id=new_id(),
-                bot_id=bot.id,
-                conversation_id=ctx.conversation_id,
-                message_id=notice.id,
-                rate_limit_hit=False,
-                handled_by="human",
-                created_at=now,
-                **usage,
-            )
-        )
-    return first_seq, handoff
+    answer: Answer | None,
+    matches: int,
+    elapsed_ms: int,
+) -> TurnWrite:
+    # The bot's reply when it answers; the handoff notice, or the relayed message, otherwise.
+    bot_answered = answer is not None and messages[-1].role == MessageRole.bot.value
+    return TurnWrite(
+        conversation_id=ctx.conversation_id,
+        new=new,
+        messages=messages,
+        now=now,
+        bot_id=bot.id,
+        usage_message_id=messages[-1].id,
+        response_time_ms=elapsed_ms,
+        confidence=answer.confidence if answer else None,
+        knowledge_matches=matches,
+        handled_by="bot" if bot_answered else "human",
+        # A relayed message reports the handoff holding the conversation.
+        with_open_handoff=answer is None,
+    )
 
 
 def _rows(messages: list[NewMessage], first_seq: int, now: datetime) -> list[dict[str, Any]]:

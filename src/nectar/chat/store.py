@@ -19,6 +19,7 @@ goes through SQLAlchemy on either database (``reserve`` and ``insert_messages`` 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -36,10 +37,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from nectar.chat.exceptions import ConversationClosed, ConversationNotFound
 from nectar.chat.models import Conversation, Message, Usage
 from nectar.chat.responders.base import HistoryItem
+from nectar.config import NectarBotsConfig
 from nectar.db import new_id
 from nectar.errors import Overloaded
+from nectar.handoffs import context as handoff_context
+from nectar.handoffs import service as handoff_service
+from nectar.handoffs.context import MAX_CONTEXT_MESSAGES
+from nectar.handoffs.detection.base import Decision
 from nectar.handoffs.models import Handoff
 from nectar.knowledge.search import POSTGRES_SEARCH, Hit, hit_from_row, pg_query, search
+from nectar.notifications import outbox
+from nectar.notifications.channels.base import EventType
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +116,20 @@ class TurnWrite:
 @dataclass(slots=True)
 class Written:
     first_seq: int
+    # The conversation's open handoff: the one this turn opened (with "deliveries", the
+    # outbox ids to enqueue), or the one already holding it.
     open_handoff: dict[str, Any] | None = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """The handoff a turn opens. The turn's messages are the user's and the notice."""
+
+    config: NectarBotsConfig
+    bot: dict[str, Any]
+    decision: Decision
+    draft: dict[str, Any] | None
+    bot_methods: list[str] | None
 
 
 class TurnStore(Protocol):
@@ -124,6 +145,8 @@ class TurnStore(Protocol):
     ) -> tuple[TurnContext, list[Hit]]: ...
 
     async def write(self, turn: TurnWrite) -> Written: ...
+
+    async def hand_off(self, turn: TurnWrite, opening: Opening) -> Written: ...
 
     async def close(self) -> None: ...
 
@@ -215,6 +238,7 @@ _PG_OPEN_HANDOFF = """
      WHERE h.conversation_id = :conv AND h.status IN ('pending', 'assigned', 'in_progress')
      LIMIT 1)
 """
+_PG_OPEN_HANDOFF_OF = f"SELECT {_PG_OPEN_HANDOFF.replace(':conv', '$1')}"
 _NAME = re.compile(r"(?<!:):([a-z][a-z0-9_]*)")
 
 
@@ -253,6 +277,85 @@ _PG_WRITES = {
     for n in (1, 2)
     for handoff in (True, False)
 }
+
+
+# The turn that opens a handoff, in one transaction of two statements. The first stores the
+# user's message and returns what the context snapshot needs (the conversation, its latest
+# messages including this one, the people to notify); the second inserts the handoff, its
+# first event, its outbox rows, the notice and the usage row, rows built in Python by the
+# same functions as the portable path, passed as JSON.
+_PG_HANDOFF_USER = """
+    INSERT INTO nectar_bot_messages (id, conversation_id, seq, role, content, created_at)
+    SELECT :m0_id, :conv, c.first, :m0_role, :m0_content, :now FROM c
+    RETURNING id, seq, role, content, confidence, sources, created_at
+"""
+_PG_HANDOFF_CONTEXT = f"""
+SELECT c.first,
+    (SELECT row_to_json(x)::text FROM (
+        SELECT user_ref, user_name, user_email, metadata, created_at
+        FROM nectar_bot_conversations WHERE id = :conv) AS x),
+    (SELECT json_agg(y ORDER BY y.seq)::text FROM (
+        SELECT * FROM m0
+        UNION ALL
+        (SELECT id, seq, role, content, confidence, sources, created_at
+         FROM nectar_bot_messages WHERE conversation_id = :conv
+         ORDER BY seq DESC LIMIT {MAX_CONTEXT_MESSAGES - 1})) AS y),
+    (SELECT json_agg(json_build_array(u.id, u.email))::text FROM users AS u
+     WHERE u.is_active AND u.role = ANY(:roles))
+FROM c
+"""  # noqa: S608 - constants only; values are bound
+
+
+def _pg_handoff_begin(new: bool) -> _Statement:
+    reserve = _PG_RESERVE_NEW if new else _PG_RESERVE_NEXT
+    return _Statement.of(f"WITH c AS ({reserve}), m0 AS ({_PG_HANDOFF_USER}) {_PG_HANDOFF_CONTEXT}")
+
+
+_PG_HANDOFF_BEGIN = {new: _pg_handoff_begin(new) for new in (True, False)}
+
+
+def _from_json(
+    table: str, columns: Sequence[str], param: str, many: bool = False, only_with: str = ""
+) -> str:
+    """INSERT of rows given as JSON objects with these keys (other columns get defaults);
+    ``only_with``: a CTE that must have returned a row."""
+    cols = ", ".join(columns)
+    fn = "jsonb_populate_recordset" if many else "jsonb_populate_record"
+    source = f"{only_with + ', ' if only_with else ''}{fn}(NULL::{table}, {param}::jsonb) AS r"
+    picked = ", ".join(f"r.{c}" for c in columns)
+    return f"INSERT INTO {table} ({cols}) SELECT {picked} FROM {source}"  # noqa: S608
+
+
+@functools.lru_cache(maxsize=8)
+def _pg_handoff_open(
+    handoff: tuple[str, ...],
+    event: tuple[str, ...],
+    delivery: tuple[str, ...],
+    message: tuple[str, ...],
+    usage: tuple[str, ...],
+) -> str:
+    h = _from_json("nectar_bot_handoffs", handoff, "$1")
+    e = _from_json("nectar_bot_handoff_events", event, "$2", only_with="h")
+    d = _from_json("notification_deliveries", delivery, "$4", many=True, only_with="h")
+    return f"""
+    WITH h AS ({h} ON CONFLICT DO NOTHING RETURNING id),
+    e AS ({e}),
+    cv AS (UPDATE nectar_bot_conversations SET handled_by = 'human'
+           WHERE id = $3 AND EXISTS (SELECT FROM h)),
+    d AS ({d} RETURNING id),
+    n AS ({_from_json("nectar_bot_messages", message, "$5")}),
+    u AS ({_from_json("nectar_bot_usage", usage, "$6")})
+    SELECT (SELECT id FROM h), (SELECT coalesce(array_agg(id), '{{}}') FROM d)
+    """  # noqa: S608 - constants only; values are bound
+
+
+def _json(row: dict[str, Any] | list[dict[str, Any]]) -> str:
+    return json.dumps(row, default=str)
+
+
+def _stored(message: dict[str, Any]) -> dict[str, Any]:
+    message["created_at"] = datetime.fromisoformat(message["created_at"])
+    return message
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -359,6 +462,102 @@ class PgTurnStore:
         handoff = json.loads(row[1]) if row[1] else None
         return Written(row[0], handoff)
 
+    async def hand_off(self, turn: TurnWrite, opening: Opening) -> Written:
+        user, notice = turn.messages
+        new = turn.new
+        values: dict[str, Any] = {
+            "conv": turn.conversation_id,
+            "added": 2,
+            "now": turn.now,
+            "m0_id": user.id,
+            "m0_role": user.role,
+            "m0_content": user.content,
+            "roles": outbox.targeted_roles(opening.config, EventType.created),
+        }
+        if new is not None:
+            values.update(
+                bot=new.bot_id,
+                user_ref=new.user_ref,
+                user_name=new.user_name,
+                user_email=new.user_email,
+                metadata=json.dumps(new.metadata),
+                origin=new.origin,
+            )
+        begin = _PG_HANDOFF_BEGIN[new is not None]
+        async with self._connection() as conn, conn.transaction():
+            row = await conn.fetchrow(begin.sql, *begin.args(values))
+            if row is None:  # deleted since the turn read it
+                raise ConversationNotFound()
+            first, conv, history, people = row
+            conversation: dict[str, Any] = (
+                json.loads(conv)
+                if conv
+                else {
+                    "user_ref": new and new.user_ref,
+                    "user_name": new and new.user_name,
+                    "user_email": new and new.user_email,
+                    "metadata": new.metadata if new else {},
+                    "created_at": turn.now.isoformat(),
+                }
+            )
+            conversation["created_at"] = datetime.fromisoformat(conversation["created_at"])
+            context, summary = handoff_context.build(
+                bot=opening.bot,
+                conversation_id=turn.conversation_id,
+                conversation=conversation,
+                messages=[_stored(m) for m in json.loads(history)],
+                trigger_message_id=user.id,
+                reason=opening.decision.reason.value,
+                urgency=opening.decision.urgency.value,
+                evidence=opening.decision.evidence,
+                bot_draft=opening.draft,
+                now=turn.now,
+            )
+            handoff = handoff_service.handoff_row(
+                opening.config,
+                handoff_id=new_id(),
+                bot_id=turn.bot_id,
+                conversation_id=turn.conversation_id,
+                decision=opening.decision,
+                context=context,
+                summary=summary,
+                trigger_message_id=user.id,
+                opened_by=None,
+                now=turn.now,
+            )
+            event = handoff_service.created_event(handoff, turn.now)
+            deliveries = outbox.plan_rows(
+                opening.config,
+                handoff_id=handoff["id"],
+                event=EventType.created,
+                now=turn.now,
+                people=[(uuid.UUID(i), e) for i, e in json.loads(people or "[]")],
+                bot_methods=opening.bot_methods,
+            )
+            message = _message_row(turn.conversation_id, first + 1, notice, turn.now)
+            usage = _usage_row(turn)
+            sql = _pg_handoff_open(
+                tuple(handoff),
+                tuple(event),
+                tuple(deliveries[0]) if deliveries else ("id",),
+                tuple(message),
+                tuple(usage),
+            )
+            inserted, delivery_ids = await conn.fetchrow(
+                sql,
+                _json(handoff),
+                _json(event),
+                turn.conversation_id,
+                _json(deliveries),
+                _json(message),
+                _json(usage),
+            )
+            if inserted is not None:
+                return Written(first, handoff_service.opened(handoff, list(delivery_ids)))
+            # Another turn opened one a moment ago: this message is relayed to it instead.
+            current = await conn.fetchval(_PG_OPEN_HANDOFF_OF, turn.conversation_id)
+        return Written(first, json.loads(current) if current else None)
+
 
 # --- SQLite (or any engine): SQLAlchemy Core ---------------------------------------------------
 
@@ -397,26 +596,68 @@ class SqlTurnStore:
                 conn, turn.conversation_id, turn.new, len(turn.messages), turn.now
             )
             await insert_messages(conn, turn.conversation_id, first, turn.messages, turn.now)
-            await conn.execute(
-                sa.insert(_USAGE).values(
-                    id=new_id(),
-                    bot_id=turn.bot_id,
-                    conversation_id=turn.conversation_id,
-                    message_id=turn.usage_message_id,
-                    response_time_ms=turn.response_time_ms,
-                    confidence=turn.confidence,
-                    knowledge_matches=turn.knowledge_matches,
-                    rate_limit_hit=False,
-                    handled_by=turn.handled_by,
-                    created_at=turn.now,
-                )
-            )
+            await conn.execute(sa.insert(_USAGE).values(**_usage_row(turn)))
             handoff = (
                 await open_handoff_of(conn, turn.conversation_id)
                 if turn.with_open_handoff
                 else None
             )
         return Written(first, handoff)
+
+    async def hand_off(self, turn: TurnWrite, opening: Opening) -> Written:
+        user, notice = turn.messages
+        async with self.engine.begin() as conn:
+            first = await reserve(conn, turn.conversation_id, turn.new, 2, turn.now)
+            # The user's message first: the handoff's context snapshot includes it.
+            await insert_messages(conn, turn.conversation_id, first, [user], turn.now)
+            handoff = await handoff_service.open_handoff(
+                conn,
+                opening.config,
+                bot=opening.bot,
+                conversation_id=turn.conversation_id,
+                decision=opening.decision,
+                trigger_message_id=user.id,
+                bot_draft=opening.draft,
+                now=turn.now,
+                bot_methods=opening.bot_methods,
+            )
+            if handoff is None:  # another turn opened one a moment ago: relay instead
+                handoff = await open_handoff_of(conn, turn.conversation_id)
+            await insert_messages(conn, turn.conversation_id, first + 1, [notice], turn.now)
+            await conn.execute(sa.insert(_USAGE).values(**_usage_row(turn)))
+        return Written(first, handoff)
+
+
+def _usage_row(turn: TurnWrite) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "bot_id": turn.bot_id,
+        "conversation_id": turn.conversation_id,
+        "message_id": turn.usage_message_id,
+        "response_time_ms": turn.response_time_ms,
+        "confidence": turn.confidence,
+        "knowledge_matches": turn.knowledge_matches,
+        "rate_limit_hit": False,
+        "handled_by": turn.handled_by,
+        "created_at": turn.now,
+    }
+
+
+def _message_row(
+    conversation_id: uuid.UUID, seq: int, m: NewMessage, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "conversation_id": conversation_id,
+        "seq": seq,
+        "role": m.role,
+        "content": m.content,
+        "confidence": m.confidence,
+        "sources": m.sources,
+        "response_time_ms": m.response_time_ms,
+        "author_id": None,
+        "created_at": now,
+    }
 
 
 def _load(conversation_id: uuid.UUID, bot_id: uuid.UUID, public_only: bool) -> sa.Select[Any]:
@@ -488,21 +729,7 @@ async def insert_messages(
 ) -> None:
     await conn.execute(
         sa.insert(_MSG),
-        [
-            {
-                "id": m.id,
-                "conversation_id": conversation_id,
-                "seq": first_seq + i,
-                "role": m.role,
-                "content": m.content,
-                "confidence": m.confidence,
-                "sources": m.sources,
-                "response_time_ms": m.response_time_ms,
-                "author_id": None,
-                "created_at": now,
-            }
-            for i, m in enumerate(messages)
-        ],
+        [_message_row(conversation_id, first_seq + i, m, now) for i, m in enumerate(messages)],
     )
 
 

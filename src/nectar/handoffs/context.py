@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +52,37 @@ async def snapshot(
             .limit(MAX_CONTEXT_MESSAGES)
         )
     ).mappings()
-    messages = [
+    return build(
+        bot=bot,
+        conversation_id=conversation_id,
+        conversation=conv,
+        messages=list(rows)[::-1],
+        trigger_message_id=trigger_message_id,
+        reason=reason,
+        urgency=urgency,
+        evidence=evidence,
+        bot_draft=bot_draft,
+        now=now,
+    )
+
+
+def build(
+    *,
+    bot: dict[str, Any],
+    conversation_id: uuid.UUID,
+    conversation: Mapping[Any, Any],
+    messages: Sequence[Mapping[Any, Any]],
+    trigger_message_id: uuid.UUID | None,
+    reason: str,
+    urgency: str,
+    evidence: dict[str, Any],
+    bot_draft: dict[str, Any] | None,
+    now: datetime,
+) -> tuple[dict[str, Any], str]:
+    """The context from the conversation's row (user_ref, user_name, user_email, metadata,
+    created_at) and its latest messages, oldest first (id, seq, role, content, confidence,
+    sources, created_at)."""
+    history = [
         {
             "id": str(r["id"]),
             "seq": r["seq"],
@@ -61,15 +92,16 @@ async def snapshot(
             "sources": r["sources"],
             "created_at": r["created_at"].isoformat(),
         }
-        for r in rows
-    ][::-1]
+        for r in messages
+    ]
     jars_used: dict[str, str] = {}
-    for message in messages:
+    for message in history:
         for source in message["sources"] or []:
             jars_used.setdefault(source.get("document_id", ""), source.get("title", ""))
-    trigger = next((m for m in messages if m["id"] == str(trigger_message_id)), None)
+    trigger = next((m for m in history if m["id"] == str(trigger_message_id)), None)
+    conv = conversation
     user = {"id": conv["user_ref"], "name": conv["user_name"], "email": conv["user_email"]}
-    summary = summarize(messages, reason, urgency, user.get("name"))
+    summary = summarize(history, reason, urgency, user.get("name"))
     context = {
         "bot_id": bot["id"],
         "bot_name": bot["name"],
@@ -77,7 +109,7 @@ async def snapshot(
         "conversation_started_at": conv["created_at"].isoformat(),
         "user_info": user,
         "metadata": conv["metadata"],
-        "messages": messages,
+        "messages": history,
         "trigger_message": trigger,
         "handoff_reason": reason,
         "urgency": urgency,

@@ -125,43 +125,25 @@ async def open_handoff(
         bot_draft=bot_draft,
         now=now,
     )
-    sla = config.handoff.sla.for_urgency(decision.urgency.value)
     handoff_id = new_id()
+    row = handoff_row(
+        config,
+        handoff_id=handoff_id,
+        bot_id=uuid.UUID(str(bot["id"])),
+        conversation_id=conversation_id,
+        decision=decision,
+        context=context,
+        summary=summary,
+        trigger_message_id=trigger_message_id,
+        opened_by=opened_by,
+        now=now,
+    )
     try:
         async with conn.begin_nested():
-            await conn.execute(
-                sa.insert(_H).values(
-                    id=handoff_id,
-                    bot_id=uuid.UUID(str(bot["id"])),
-                    conversation_id=conversation_id,
-                    status=HandoffStatus.pending.value,
-                    reason=decision.reason.value,
-                    urgency=decision.urgency.value,
-                    evidence=decision.evidence,
-                    context=context,
-                    summary=summary,
-                    trigger_message_id=trigger_message_id,
-                    opened_by_id=opened_by,
-                    return_to_bot=True,
-                    escalation_level=0,
-                    created_at=now,
-                    updated_at=now,
-                    accept_due_at=now + timedelta(minutes=sla.accept_minutes),
-                    resolve_due_at=now + timedelta(minutes=sla.resolve_minutes),
-                )
-            )
+            await conn.execute(sa.insert(_H).values(**row))
     except IntegrityError:
         return None
-    await _event(
-        conn,
-        handoff_id,
-        "created",
-        opened_by,
-        None,
-        HandoffStatus.pending,
-        now,
-        {"reason": decision.reason.value, "urgency": decision.urgency.value},
-    )
+    await conn.execute(sa.insert(_E).values(**created_event(row, now)))
     await conn.execute(
         sa.update(_CONV).where(_CONV.c.id == conversation_id).values(handled_by="human")
     )
@@ -173,12 +155,87 @@ async def open_handoff(
         now=now,
         bot_methods=bot_methods,
     )
+    return opened(row, deliveries)
+
+
+def handoff_row(
+    config: NectarBotsConfig,
+    *,
+    handoff_id: uuid.UUID,
+    bot_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    decision: Decision,
+    context: dict[str, Any],
+    summary: str,
+    trigger_message_id: uuid.UUID | None,
+    opened_by: uuid.UUID | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """A new, pending handoff with its SLA targets, as a row."""
+    sla = config.handoff.sla.for_urgency(decision.urgency.value)
     return {
         "id": handoff_id,
+        "bot_id": bot_id,
+        "conversation_id": conversation_id,
         "status": HandoffStatus.pending.value,
         "reason": decision.reason.value,
         "urgency": decision.urgency.value,
+        "evidence": decision.evidence,
+        "context": context,
+        "summary": summary,
+        "trigger_message_id": trigger_message_id,
+        "opened_by_id": opened_by,
+        "return_to_bot": True,
+        "escalation_level": 0,
+        "external_refs": {},
+        "created_at": now,
+        "updated_at": now,
+        "accept_due_at": now + timedelta(minutes=sla.accept_minutes),
+        "resolve_due_at": now + timedelta(minutes=sla.resolve_minutes),
+    }
+
+
+def created_event(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return event_row(
+        row["id"],
+        "created",
+        row["opened_by_id"],
+        None,
+        HandoffStatus.pending,
+        now,
+        {"reason": row["reason"], "urgency": row["urgency"]},
+    )
+
+
+def opened(row: dict[str, Any], deliveries: list[uuid.UUID]) -> dict[str, Any]:
+    """What the chat response and the caller learn of a handoff just opened."""
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "urgency": row["urgency"],
         "deliveries": deliveries,
+    }
+
+
+def event_row(
+    handoff_id: uuid.UUID,
+    kind: str,
+    actor_id: uuid.UUID | None,
+    from_status: str | None,
+    to_status: str | None,
+    now: datetime,
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "handoff_id": handoff_id,
+        "kind": kind,
+        "actor_id": actor_id,
+        "from_status": str(from_status) if from_status else None,
+        "to_status": str(to_status) if to_status else None,
+        "detail": detail or {},
+        "created_at": now,
     }
 
 
@@ -194,14 +251,7 @@ async def _event(
 ) -> None:
     await conn.execute(
         sa.insert(_E).values(
-            id=new_id(),
-            handoff_id=handoff_id,
-            kind=kind,
-            actor_id=actor_id,
-            from_status=str(from_status) if from_status else None,
-            to_status=str(to_status) if to_status else None,
-            detail=detail or {},
-            created_at=now,
+            **event_row(handoff_id, kind, actor_id, from_status, to_status, now, detail)
         )
     )
 

@@ -137,11 +137,44 @@ async def plan(
     notify_users: list[uuid.UUID] | None = None,
     data: dict[str, Any] | None = None,
 ) -> list[uuid.UUID]:
-    """Write the deliveries for one handoff event; returns their ids (enqueue after commit).
+    """Write the deliveries for one handoff event; returns their ids (enqueue after commit)."""
+    people = await _people(conn, targeted_roles(config, event), notify_users or [])
+    rows = plan_rows(
+        config,
+        handoff_id=handoff_id,
+        event=event,
+        now=now,
+        people=people,
+        bot_methods=bot_methods,
+        data=data,
+    )
+    if rows:
+        await conn.execute(sa.insert(_D), rows)
+    return [row["id"] for row in rows]
 
-    New and escalated handoffs go to everyone in ``target_roles`` in-app (and by email when
-    configured); a delegated handoff goes to its new assignee; every event goes to the
-    external platforms that follow it. A bot's own ``methods`` narrow the channels."""
+
+def targeted_roles(config: NectarBotsConfig, event: EventType) -> list[str]:
+    """New and escalated handoffs go to everyone in ``target_roles``."""
+    if event in (EventType.created, EventType.escalated):
+        return list(config.handoff.notifications.target_roles)
+    return []
+
+
+def plan_rows(
+    config: NectarBotsConfig,
+    *,
+    handoff_id: uuid.UUID,
+    event: EventType,
+    now: datetime,
+    people: list[tuple[uuid.UUID, str]],
+    bot_methods: list[str] | None = None,
+    data: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The delivery rows for one handoff event.
+
+    ``people`` (active users: the targeted roles, or a delegated handoff's new assignee) get
+    it in-app, and by email when configured; every event goes to the external platforms that
+    follow it. A bot's own ``methods`` narrow the channels."""
     notifications = config.handoff.notifications
     channels = set(notifications.notification_types)
     if bot_methods is not None:
@@ -156,12 +189,6 @@ async def plan(
             delivery_row(handoff_id, event, channel, recipient, now, attempts, user_id, data)
         )
 
-    roles: list[str] = (
-        list(notifications.target_roles)
-        if event in (EventType.created, EventType.escalated)
-        else []
-    )
-    people = await _people(conn, roles, notify_users or [])
     for user_id, email in people:
         if "in_app" in channels:
             add("in_app", str(user_id), user_id)
@@ -170,6 +197,4 @@ async def plan(
     for channel, recipient in external_targets(config, event):
         if bot_methods is None or channel in bot_methods:
             add(channel, recipient)
-    if rows:
-        await conn.execute(sa.insert(_D), rows)
-    return [row["id"] for row in rows]
+    return rows
