@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -125,3 +126,30 @@ async def test_disabled_trigger_is_skipped(
     assert r.status_code == 200
     turn = await say(client, bot, "/handoff how do I reset my password?")
     assert turn["handoff"] is None or turn["handoff"]["reason"] != "bot_command"
+
+
+async def test_turns_racing_to_hand_off_open_one_handoff(
+    client: httpx.AsyncClient, bot: dict, admin: Any
+) -> None:
+    """Several messages of one conversation that each trigger a handoff at the same moment:
+    one handoff opens, every turn reports it, and every message is kept for the agent."""
+    first = await say(client, bot, "how do I reset my password?")
+    cid = first["conversation_id"]
+    turns = await asyncio.gather(
+        *(say(client, bot, f"/agent now please ({i})", cid) for i in range(4))
+    )
+    handoff_ids = {t["handoff"]["id"] for t in turns}
+    assert len(handoff_ids) == 1
+    assert all(t["handled_by"] == "human" for t in turns)
+    listed = await client.get(
+        f"/api/nectar-bots/handoffs?bot_id={bot['id']}&status=active", headers=admin.headers
+    )
+    assert [h["id"] for h in listed.json()["handoffs"]] == list(handoff_ids)
+    messages = await client.get(
+        f"/api/nectar-bots/{bot['id']}/conversations/{cid}/messages",
+        headers={"X-API-Key": bot["api_key"]},
+    )
+    texts = [m["content"] for m in messages.json()["messages"] if m["role"] == "user"]
+    assert sorted(texts[1:]) == [f"/agent now please ({i})" for i in range(4)]
+    seqs = [m["seq"] for m in messages.json()["messages"]]
+    assert seqs == list(range(1, len(seqs) + 1))
