@@ -411,3 +411,34 @@ async def test_bot_handoff_settings(
     )
     agent = await accounts("agent")
     assert_error(await client.post(url, json={"enabled": False}, headers=agent.headers), 403)
+
+
+async def test_the_assignee_hears_of_user_messages_in_app_once_until_read(
+    client: httpx.AsyncClient, bot: dict, admin: Any, accounts: Any
+) -> None:
+    """A user writing while a human holds the conversation: the assignee gets an inbox entry
+    (not one per message: one unread at a time), nobody else does, and a pending handoff
+    (no assignee yet) notifies nobody."""
+    agent = await accounts("agent")
+    cid, hid = await open_handoff(client, bot, admin)
+
+    async def notes(who: Any) -> list[dict]:
+        r = await client.get("/api/notifications", headers=who.headers)
+        return [n for n in r.json()["notifications"] if n["kind"] == "handoff.message"]
+
+    await say(client, bot, "hello? anyone there?", cid)  # pending: nobody holds it yet
+    assert await notes(agent) == []
+    await client.post(f"/api/nectar-bots/handoffs/{hid}/assign", headers=agent.headers)
+    await say(client, bot, "my link expired again", cid)
+    await say(client, bot, "and now it says locked", cid)
+    [note] = await notes(agent)
+    assert note["title"] == "New message from Ada"
+    assert note["body"] == "my link expired again"
+    assert note["handoff_id"] == hid
+    assert note["data"]["conversation_id"] == cid
+    assert await notes(admin) == []
+    r = await client.post(f"/api/notifications/{note['id']}/read", headers=agent.headers)
+    assert r.status_code == 200, r.text
+    await say(client, bot, "still locked", cid)
+    newest = await notes(agent)
+    assert [n["body"] for n in newest] == ["still locked", "my link expired again"]

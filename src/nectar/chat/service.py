@@ -39,16 +39,28 @@ from nectar.chat.schemas import (
     MessageOut,
     SourceOut,
 )
-from nectar.chat.store import NewConversation, NewMessage, Opening, TurnContext, TurnWrite
+from nectar.chat.store import (
+    NOTICE_KIND,
+    AssigneeNotice,
+    NewConversation,
+    NewMessage,
+    Opening,
+    TurnContext,
+    TurnWrite,
+)
 from nectar.chat.stream import MESSAGE_COLUMNS, publish_messages
 from nectar.db import new_id, utcnow
 from nectar.deps import Services
 from nectar.errors import TooManyRequests
+from nectar.events import user_channel
 from nectar.handoffs import bot_settings
 from nectar.handoffs.detection.base import Decision, TriggerSettings, TurnFacts
 from nectar.handoffs.detection.detector import detect
+from nectar.notifications.channels.text import one_line
+from nectar.notifications.service import created_event
 
 HOUR, DAY = 3600, 86400
+RELAY_BODY_CHARS = 500
 
 _CONV = Conversation.__table__  # type: ignore[attr-defined]
 _MSG = Message.__table__  # type: ignore[attr-defined]
@@ -295,6 +307,9 @@ async def handle_turn(
         await publish_messages(services, ctx.conversation_id, _rows(messages, first_seq, now))
     if handoff and handoff.get("deliveries"):
         await services.queue.enqueue(handoff["deliveries"])
+    if written.notified is not None:
+        note = written.notified
+        await services.events.publish(user_channel(note["user_id"]), created_event(note))
     bot_answered = decision is None and answer is not None
     return ChatResponse(
         conversation_id=ctx.conversation_id,
@@ -330,8 +345,22 @@ def _turn(
         confidence=answer.confidence if answer else None,
         knowledge_matches=matches,
         handled_by="bot" if bot_answered else "human",
-        # A relayed message reports the handoff holding the conversation.
-        with_open_handoff=answer is None,
+        relay=_relay_notice(ctx, messages[0]) if answer is None else None,
+    )
+
+
+def _relay_notice(ctx: TurnContext, message: NewMessage) -> AssigneeNotice:
+    """What the agent holding the conversation reads in their inbox."""
+    who = ctx.user_name or "the user"
+    return AssigneeNotice(
+        id=new_id(),
+        title=one_line(f"New message from {who}"),
+        body=message.content[:RELAY_BODY_CHARS],
+        data={
+            "event": NOTICE_KIND,
+            "conversation_id": str(ctx.conversation_id),
+            "message_id": str(message.id),
+        },
     )
 
 

@@ -48,6 +48,7 @@ from nectar.handoffs.models import Handoff
 from nectar.knowledge.search import POSTGRES_SEARCH, Hit, hit_from_row, pg_query, search
 from nectar.notifications import outbox
 from nectar.notifications.channels.base import EventType
+from nectar.notifications.models import Notification
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ _CONV = Conversation.__table__  # type: ignore[attr-defined]
 _MSG = Message.__table__  # type: ignore[attr-defined]
 _USAGE = Usage.__table__  # type: ignore[attr-defined]
 _HANDOFF = Handoff.__table__  # type: ignore[attr-defined]
+_NOTE = Notification.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -72,6 +74,8 @@ class TurnContext:
     # what the length, duration and error-pattern triggers look at.
     bot_since_seq: int
     recent: list[HistoryItem]
+    # The embedding application's name for its user, if it gave one.
+    user_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +113,23 @@ class TurnWrite:
     confidence: float | None
     knowledge_matches: int
     handled_by: str
-    # Also return the conversation's open handoff (a relayed message).
-    with_open_handoff: bool = False
+    # A message relayed to the human holding the conversation: the turn returns the open
+    # handoff, and tells its assignee in-app.
+    relay: AssigneeNotice | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AssigneeNotice:
+    """The in-app notification an assignee gets when the user writes while they hold the
+    conversation. One unread at a time per handoff: further messages do not pile up."""
+
+    id: uuid.UUID
+    title: str
+    body: str
+    data: dict[str, Any]
+
+
+NOTICE_KIND = "handoff.message"
 
 
 @dataclass(slots=True)
@@ -119,6 +138,8 @@ class Written:
     # The conversation's open handoff: the one this turn opened (with "deliveries", the
     # outbox ids to enqueue), or the one already holding it.
     open_handoff: dict[str, Any] | None = field(default=None)
+    # The in-app notification its assignee got (a relayed message), to announce live.
+    notified: dict[str, Any] | None = field(default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +181,7 @@ def retrieval_text(message: str, history: list[HistoryItem]) -> str:
 
 def _context(conversation_id: uuid.UUID, rows: Sequence[Any]) -> TurnContext:
     """From rows of (handled_by, message_count, created_at, bot_since_seq, bot_since_at,
-    seq, role, content, confidence), newest message first."""
+    seq, role, content, confidence, user_name), newest message first."""
     if not rows:
         raise ConversationNotFound()
     first = rows[0]
@@ -178,6 +199,7 @@ def _context(conversation_id: uuid.UUID, rows: Sequence[Any]) -> TurnContext:
         history,
         since,
         [h for h, r in zip(history, ordered, strict=True) if r[5] > since],
+        first[9],
     )
 
 
@@ -193,7 +215,7 @@ def _sources(message: NewMessage) -> str | None:
 
 _PG_LOAD = f"""
 SELECT c.handled_by, c.message_count, c.created_at, c.bot_since_seq, c.bot_since_at,
-       m.seq, m.role, m.content, m.confidence
+       m.seq, m.role, m.content, m.confidence, c.user_name
 FROM nectar_bot_conversations AS c
 LEFT JOIN LATERAL (
     SELECT seq, role, content, confidence FROM nectar_bot_messages
@@ -238,6 +260,20 @@ _PG_OPEN_HANDOFF = """
      WHERE h.conversation_id = :conv AND h.status IN ('pending', 'assigned', 'in_progress')
      LIMIT 1)
 """
+_PG_NOTIFY_ASSIGNEE = f"""
+    INSERT INTO notifications (id, user_id, handoff_id, kind, title, body, urgency, data,
+        created_at)
+    SELECT :nt_id, h.assignee_id, h.id, '{NOTICE_KIND}', :nt_title, :nt_body, h.urgency,
+        :nt_data::jsonb || jsonb_build_object('handoff_id', h.id, 'bot_id', h.bot_id), :now
+    FROM nectar_bot_handoffs AS h
+    WHERE h.conversation_id = :conv AND h.status IN ('assigned', 'in_progress')
+      AND h.assignee_id IS NOT NULL
+      AND NOT EXISTS (
+          SELECT FROM notifications AS n
+          WHERE n.user_id = h.assignee_id AND n.handoff_id = h.id
+            AND n.kind = '{NOTICE_KIND}' AND n.read_at IS NULL)
+    RETURNING id, user_id, handoff_id, kind, title, body, urgency, data, read_at, created_at
+"""  # noqa: S608 - constants only; values are bound
 _PG_OPEN_HANDOFF_OF = f"SELECT {_PG_OPEN_HANDOFF.replace(':conv', '$1')}"
 _NAME = re.compile(r"(?<!:):([a-z][a-z0-9_]*)")
 
@@ -262,12 +298,16 @@ class _Statement:
         return [values[name] for name in self.names]
 
 
-def _pg_write(new: bool, messages: int, with_open_handoff: bool) -> _Statement:
+def _pg_write(new: bool, messages: int, relay: bool) -> _Statement:
     parts = [f"WITH c AS ({_PG_RESERVE_NEW if new else _PG_RESERVE_NEXT})"]
     parts += [f", m{i} AS ({_PG_MESSAGE.format(i=i)})" for i in range(messages)]
     parts.append(f", u AS ({_PG_USAGE})")
-    handoff = _PG_OPEN_HANDOFF if with_open_handoff else "NULL::text"
-    parts.append(f"SELECT c.first, {handoff} FROM c")  # noqa: S608 - constants only
+    if relay:
+        parts.append(f", nt AS ({_PG_NOTIFY_ASSIGNEE})")
+        returned = f"{_PG_OPEN_HANDOFF}, (SELECT row_to_json(nt)::text FROM nt)"  # noqa: S608
+    else:
+        returned = "NULL::text, NULL::text"
+    parts.append(f"SELECT c.first, {returned} FROM c")  # noqa: S608 - constants only
     return _Statement.of("\n".join(parts))
 
 
@@ -454,13 +494,18 @@ class PgTurnStore:
                     f"m{i}_rt": m.response_time_ms,
                 }
             )
-        statement = _PG_WRITES[(new is not None, len(turn.messages), turn.with_open_handoff)]
+        relay = turn.relay
+        if relay is not None:
+            values.update(
+                nt_id=relay.id, nt_title=relay.title, nt_body=relay.body, nt_data=_json(relay.data)
+            )
+        statement = _PG_WRITES[(new is not None, len(turn.messages), relay is not None)]
         async with self._connection() as conn:
             row = await conn.fetchrow(statement.sql, *statement.args(values))
         if row is None:  # deleted since the turn read it
             raise ConversationNotFound()
         handoff = json.loads(row[1]) if row[1] else None
-        return Written(row[0], handoff)
+        return Written(row[0], handoff, json.loads(row[2]) if row[2] else None)
 
     async def hand_off(self, turn: TurnWrite, opening: Opening) -> Written:
         user, notice = turn.messages
@@ -597,12 +642,11 @@ class SqlTurnStore:
             )
             await insert_messages(conn, turn.conversation_id, first, turn.messages, turn.now)
             await conn.execute(sa.insert(_USAGE).values(**_usage_row(turn)))
-            handoff = (
-                await open_handoff_of(conn, turn.conversation_id)
-                if turn.with_open_handoff
-                else None
-            )
-        return Written(first, handoff)
+            handoff = notified = None
+            if turn.relay is not None:
+                handoff = await open_handoff_of(conn, turn.conversation_id)
+                notified = await _notify_assignee(conn, turn, turn.relay)
+        return Written(first, handoff, notified)
 
     async def hand_off(self, turn: TurnWrite, opening: Opening) -> Written:
         user, notice = turn.messages
@@ -626,6 +670,46 @@ class SqlTurnStore:
             await insert_messages(conn, turn.conversation_id, first + 1, [notice], turn.now)
             await conn.execute(sa.insert(_USAGE).values(**_usage_row(turn)))
         return Written(first, handoff)
+
+
+async def _notify_assignee(
+    conn: AsyncConnection, turn: TurnWrite, notice: AssigneeNotice
+) -> dict[str, Any] | None:
+    """As _PG_NOTIFY_ASSIGNEE: the assignee of the open handoff, unless they have an unread
+    one of these for it already."""
+    held = (
+        await conn.execute(
+            sa.select(_HANDOFF.c.id, _HANDOFF.c.assignee_id, _HANDOFF.c.urgency, _HANDOFF.c.bot_id)
+            .where(
+                _HANDOFF.c.conversation_id == turn.conversation_id,
+                _HANDOFF.c.status.in_(("assigned", "in_progress")),
+                _HANDOFF.c.assignee_id.is_not(None),
+                ~sa.exists().where(
+                    _NOTE.c.user_id == _HANDOFF.c.assignee_id,
+                    _NOTE.c.handoff_id == _HANDOFF.c.id,
+                    _NOTE.c.kind == NOTICE_KIND,
+                    _NOTE.c.read_at.is_(None),
+                ),
+            )
+            .limit(1)
+        )
+    ).first()
+    if held is None:
+        return None
+    row = {
+        "id": notice.id,
+        "user_id": held.assignee_id,
+        "handoff_id": held.id,
+        "kind": NOTICE_KIND,
+        "title": notice.title,
+        "body": notice.body,
+        "urgency": held.urgency,
+        "data": {**notice.data, "handoff_id": str(held.id), "bot_id": str(held.bot_id)},
+        "read_at": None,
+        "created_at": turn.now,
+    }
+    await conn.execute(sa.insert(_NOTE).values(**row))
+    return row
 
 
 def _usage_row(turn: TurnWrite) -> dict[str, Any]:
@@ -672,6 +756,7 @@ def _load(conversation_id: uuid.UUID, bot_id: uuid.UUID, public_only: bool) -> s
             _MSG.c.role,
             _MSG.c.content,
             _MSG.c.confidence,
+            _CONV.c.user_name,
         )
         .select_from(_CONV.outerjoin(_MSG, _MSG.c.conversation_id == _CONV.c.id))
         .where(_CONV.c.id == conversation_id, _CONV.c.bot_id == bot_id)

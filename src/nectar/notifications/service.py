@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,11 +18,11 @@ from nectar.notifications.schemas import NotificationOut
 from nectar.pagination import PageParams, Pagination
 
 
-def payload(notification: Notification) -> dict[str, Any]:
+def payload(notification: Notification | Mapping[str, Any]) -> dict[str, Any]:
     return NotificationOut.model_validate(notification).model_dump(mode="json")
 
 
-def created_event(notification: Notification) -> dict[str, Any]:
+def created_event(notification: Notification | Mapping[str, Any]) -> dict[str, Any]:
     """What live subscribers of the user's channel receive when a notification arrives."""
     return {"type": "notification", "notification": payload(notification)}
 
