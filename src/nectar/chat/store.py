@@ -19,6 +19,7 @@ goes through SQLAlchemy on either database (``reserve`` and ``insert_messages`` 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -53,6 +54,7 @@ from nectar.notifications.models import Notification
 log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 10
+CLOSE_SECONDS = 5.0
 OPEN_HANDOFF = ("pending", "assigned", "in_progress")
 
 _CONV = Conversation.__table__  # type: ignore[attr-defined]
@@ -423,7 +425,15 @@ class PgTurnStore:
         return cls(pool)
 
     async def close(self) -> None:
-        await self.pool.close()
+        # Graceful close waits for every connection to come back; shutdown must not hang on
+        # one that a cancelled request never returned.
+        try:
+            await asyncio.wait_for(self.pool.close(), CLOSE_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "chat pool: connections still in use after %s s; closing them", CLOSE_SECONDS
+            )
+            self.pool.terminate()
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
