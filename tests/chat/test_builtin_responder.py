@@ -309,6 +309,39 @@ async def test_a_partial_match_lands_in_between() -> None:
     assert 0.05 < answer.confidence < 0.6
 
 
+# Who asks and why frames a question; it is not what is asked. A story that describes the
+# asker may use words no article has, and the question is still answered; a story that tells
+# what happened to one account is what the question is about.
+FRAMED_ANSWERABLE = [
+    "My editor works for another publisher. Can I let her read one of my notebooks?",
+    "I teach at a small music school. Do students get a discount on Plus?",
+    "Quick question from our design team: how long does the export download link work?",
+    "Our bookkeeper is a contractor, not staff. Can she be a reader on just one notebook?",
+    "I'm a novelist and my chapters live in Quillpad. How do I turn on two-step sign-in?",
+]
+
+FRAMED_UNANSWERABLE = [
+    "Our intern deleted the company notebook last week and closed his account. Can you bring "
+    "the notebook back?",
+    "My laptop was stolen at the airport. Can you wipe Quillpad from it remotely?",
+    "The school cancelled our licence after an audit. Why were we charged again?",
+]
+
+
+@pytest.mark.parametrize("message", FRAMED_ANSWERABLE)
+async def test_a_framed_question_is_confident_when_the_question_is_answered(
+    message: str,
+) -> None:
+    answer = await ask(message)
+    assert answer.confidence > 0.6, (message, answer)
+
+
+@pytest.mark.parametrize("message", FRAMED_UNANSWERABLE)
+async def test_a_story_of_what_happened_to_one_account_stays_unsure(message: str) -> None:
+    answer = await ask(message)
+    assert answer.confidence < 0.6, (message, answer)
+
+
 @pytest.mark.parametrize(
     "message",
     [
@@ -416,3 +449,53 @@ async def test_own_questions_on_the_eval_knowledge_base(
     assert unanswerable["confidence"] < 0.6
     unrelated = await chat("what's a good pasta recipe for tonight?")
     assert unrelated["confidence"] < 0.3
+
+
+async def test_framing_on_the_eval_knowledge_base(client: httpx.AsyncClient, admin: Any) -> None:
+    """Questions of our own wrapped in who asks and why: the words of the framing are in no
+    article, and the answer is still the right one, given with confidence. A story of what
+    happened to one account is not answered with confidence, however well the question's
+    own words match."""
+    jar_id, _ = await load_kb(client, admin.headers)
+    bot = await create_bot(client, admin, honey_jar_ids=[jar_id], handoff_enabled=False)
+    headers = {"Authorization": f"Bearer {bot['api_key']}"}
+
+    async def chat(message: str) -> dict[str, Any]:
+        r = await client.post(
+            f"/api/nectar-bots/{bot['id']}/chat", json={"message": message}, headers=headers
+        )
+        assert r.status_code == 200, r.text
+        reply: dict[str, Any] = r.json()
+        return reply
+
+    framed = [
+        (
+            "I'm a photographer and my clients need to see proofs. Can I put a password on "
+            "a share link?",
+            "Share links",
+            "8 characters",
+        ),
+        (
+            "I manage a small bakery with three staff. How do I invite members to the workspace?",
+            "Using the admin console",
+            "Admin Console > Members > Invite",
+        ),
+        (
+            "I'm new here, sorry if this is obvious: where do I find the trash?",
+            "Restoring deleted files",
+            "left sidebar",
+        ),
+    ]
+    for question, title, fact in framed:
+        reply = await chat(question)
+        assert reply["sources"][0]["title"].startswith(title), (question, reply)
+        assert fact in reply["reply"], (question, reply["reply"])
+        assert reply["confidence"] > 0.6, (question, reply["confidence"])
+
+    for question in [
+        "Our previous admin was fired and took the only admin password with him. Can you "
+        "give me access to the admin console?",
+        "My husband passed away last month. How do I get into his Hivebox account?",
+    ]:
+        reply = await chat(question)
+        assert reply["confidence"] < 0.6, (question, reply)

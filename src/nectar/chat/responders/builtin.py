@@ -15,11 +15,19 @@ sentences and list lines in ``passages``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nectar.chat.responders.base import Answer, Question, Source
 from nectar.chat.responders.lexicon import Term, is_chatter, is_code, is_light_verb, is_number
-from nectar.chat.responders.passages import Article, Unit, articles, contains_reply, render
+from nectar.chat.responders.passages import (
+    Article,
+    Unit,
+    articles,
+    contains_reply,
+    render,
+    reply_lines,
+)
 from nectar.chat.responders.reading import SMALL_TALK, Reading, read
 
 FALLBACK = (
@@ -45,10 +53,12 @@ UNSEEN_ARTICLES = 20
 # in its bold labels, and the database's own rank as a tie-breaker.
 R_COV, R_TOG, R_TITLE, R_LABELS, R_PRIOR = 0.7, 0.8, 0.8, 0.3, 0.25
 # Confidence: a logistic curve over the evidence, a weighted sum of how much of the question
-# the article covers, how much the reply itself covers, and how clearly the article beats the
-# next one. Centred so that half the question's weight found is "unsure", three quarters is
-# "sure"; set on labelled questions of our own and the evaluation set, not per question.
-W_COVERAGE, W_REPLY, W_MARGIN = 0.55, 0.35, 0.1
+# the reply itself covers (what the asker gets, so it weighs most), how much the article
+# covers, and how clearly the article beats the next one. Words that only frame the question
+# are not missing when absent (see _share_of_question). Centred so that half the question's
+# weight found is "unsure", three quarters is "sure"; set on labelled questions of our own
+# and the evaluation set, not per question.
+W_COVERAGE, W_REPLY, W_MARGIN = 0.35, 0.55, 0.1
 CONF_SLOPE, CONF_CENTER = 9.0, 0.52
 
 
@@ -56,7 +66,6 @@ CONF_SLOPE, CONF_CENTER = 9.0, 0.52
 class _Candidate:
     article: Article
     score: float
-    coverage: float  # share of the question's weight the article covers
     title: float  # share covered by its title and headings
     context: float  # share of the previous question's weight it covers
     is_previous: bool  # the previous reply was cut from it
@@ -67,7 +76,7 @@ class BuiltinResponder:
 
     async def answer(self, question: Question) -> Answer:
         found = articles(question.passages)
-        reading = read(question, frozenset().union(*(a.vocab for a in found)))
+        reading = read(question, [a.vocab for a in found])
         if reading.small_talk:
             return Answer(SMALL_TALK[reading.small_talk], SMALL_TALK_CONFIDENCE)
         if not found or not (reading.terms or reading.previous):
@@ -98,32 +107,136 @@ class BuiltinResponder:
 # --- weighing the words -----------------------------------------------------------------------
 
 
+class _Query:
+    """A message's terms and their weights, indexed by every stem that may stand for one.
+
+    How much of the question a passage covers is asked a few hundred times a turn (every
+    article, paragraph and sentence); with the index it is a set intersection with the
+    passage's words and a loop over the few found, not a scan of every term's alternatives.
+    Results are remembered per vocabulary for the turn: the same sets are asked about again.
+    """
+
+    __slots__ = ("_covered", "_credits", "by_stem", "stems", "terms", "total", "weights")
+
+    def __init__(self, terms: list[Term]) -> None:
+        self.terms = terms
+        self.weights: list[float] = []
+        self.total = 1.0
+        by_stem: dict[str, list[tuple[int, float]]] = {}
+        for i, t in enumerate(terms):
+            for s, credit in t.alternatives:
+                by_stem.setdefault(s, []).append((i, credit))
+        self.by_stem = by_stem
+        self.stems = frozenset(by_stem)
+        self._credits: dict[frozenset[str], dict[int, float]] = {}
+        self._covered: dict[frozenset[str], float] = {}
+
+    def weigh(self, weights: list[float]) -> None:
+        self.weights = weights
+        # A message must carry some weight of topic to be covered in full: "and is it good
+        # for long?" is all small words, and matching them says nothing.
+        self.total = max(1.0, sum(weights))
+        self._covered.clear()
+
+    def pairs(self) -> list[tuple[Term, float]]:
+        return list(zip(self.terms, self.weights, strict=True))
+
+    def credits(self, vocab: frozenset[str]) -> dict[int, float]:
+        """Each term found in ``vocab`` (by its index) with its best credit: ``Term.match``
+        for the terms whose match is not 0."""
+        found = self._credits.get(vocab)
+        if found is None:
+            found = self._credits[vocab] = self._best(self.stems & vocab)
+        return found
+
+    def _best(self, stems: Iterable[str]) -> dict[int, float]:
+        found: dict[int, float] = {}
+        for s in stems:
+            for i, credit in self.by_stem[s]:
+                if credit > found.get(i, 0.0):
+                    found[i] = credit
+        return found
+
+    def evidence(self, article: Article) -> tuple[float, float, float, float]:
+        """The weight of the terms the article has in its words, in its title and headings,
+        in its bold labels, and the most any one of its blocks has: one pass over the few
+        words of the question the article has at all."""
+        words = self.stems & article.words
+        if not words:
+            return 0.0, 0.0, 0.0, 0.0
+        text: dict[int, float] = {}
+        title: dict[int, float] = {}
+        labels: dict[int, float] = {}
+        blocks: dict[int, dict[int, float]] = {}
+        spots = article.spots
+        for s in words:
+            in_text, in_title, in_labels, in_blocks = spots[s]
+            for i, credit in self.by_stem[s]:
+                if in_text and credit > text.get(i, 0.0):
+                    text[i] = credit
+                if in_title and credit > title.get(i, 0.0):
+                    title[i] = credit
+                if in_labels and credit > labels.get(i, 0.0):
+                    labels[i] = credit
+                for b in in_blocks:
+                    block = blocks.setdefault(b, {})
+                    if credit > block.get(i, 0.0):
+                        block[i] = credit
+        weight_of = self.weight_of
+        return (
+            weight_of(text),
+            weight_of(title),
+            weight_of(labels),
+            max(map(weight_of, blocks.values()), default=0.0),
+        )
+
+    def credits_in(self, where: dict[str, tuple[int, ...]]) -> dict[int, dict[int, float]]:
+        """``credits`` of many places at once (an article's blocks or units), from an index
+        of the places each stem is in: place -> its credits, for the places with any."""
+        places: dict[int, list[str]] = {}
+        for s in self.stems:
+            for place in where.get(s, ()):
+                places.setdefault(place, []).append(s)
+        return {place: self._best(stems) for place, stems in places.items()}
+
+    def weight_of(self, credits: dict[int, float]) -> float:
+        """The weight the credited terms carry, summed in the terms' order (so the figure is
+        the same to the last bit as a sum over every term, zeros included)."""
+        if len(credits) < 2:  # most places have one of the words or none
+            for i, credit in credits.items():
+                return self.weights[i] * credit
+            return 0.0
+        weights = self.weights
+        return sum([weights[i] * credit for i, credit in sorted(credits.items())], 0.0)
+
+    def covered(self, vocab: frozenset[str]) -> float:
+        covered = self._covered.get(vocab)
+        if covered is None:
+            covered = self._covered[vocab] = self.weight_of(self.credits(vocab))
+        return covered
+
+
 @dataclass(frozen=True, slots=True)
 class _Weights:
-    current: list[tuple[Term, float]]
-    previous: list[tuple[Term, float]]
-
-    # A message must carry some weight of topic to be covered in full: "and is it good for
-    # long?" is all small words, and matching them says nothing.
-    @property
-    def current_total(self) -> float:
-        return max(1.0, sum(w for _, w in self.current))
-
-    @property
-    def previous_total(self) -> float:
-        return max(1.0, sum(w for _, w in self.previous))
+    current: _Query
+    previous: _Query
 
 
 def _weights(reading: Reading, found: list[Article]) -> _Weights:
     """Rarity among the retrieved articles (bm25's idf), times the reading's emphasis."""
     n = len(found) + UNSEEN_ARTICLES
 
-    def weigh(terms: list[Term], emphases: dict[str, float]) -> list[tuple[Term, float]]:
+    def weigh(terms: list[Term], emphases: dict[str, float]) -> _Query:
+        query = _Query(terms)
+        # In how many articles each term is found.
+        dfs = [0] * len(terms)
+        for article in found:
+            for i in query.credits(article.vocab):
+                dfs[i] += 1
         out: list[tuple[Term, float]] = []
         unknown: list[int] = []
         named: set[int] = set()
-        for t in terms:
-            df = sum(1 for a in found if t.match(a.vocab) > 0)
+        for t, df in zip(terms, dfs, strict=True):
             weight = math.log(1 + (n - df + 0.5) / (df + 0.5))
             if df == 0 and not (is_chatter(t.token) or is_code(t.token)):
                 unknown.append(len(out))
@@ -152,15 +265,12 @@ def _weights(reading: Reading, found: list[Article]) -> _Weights:
             first = max(common, key=lambda i: out[i][1])
             t, w = out[first]
             out[first] = (t, min(w, sum(known) / len(known)))
-        return out
+        query.weigh([w for _, w in out])
+        return query
 
     return _Weights(
         weigh(reading.terms, reading.emphasis), weigh(reading.previous, reading.previous_emphasis)
     )
-
-
-def _covered(terms: list[tuple[Term, float]], vocab: frozenset[str]) -> float:
-    return sum(w * t.match(vocab) for t, w in terms)
 
 
 # --- choosing the article ---------------------------------------------------------------------
@@ -168,25 +278,19 @@ def _covered(terms: list[tuple[Term, float]], vocab: frozenset[str]) -> float:
 
 def _rank(reading: Reading, found: list[Article], weights: _Weights) -> list[_Candidate]:
     follow = reading.follow_up and not reading.correction
+    current, previous = weights.current, weights.previous
+    replied = reply_lines(reading.previous_reply) if reading.previous_reply else ()
     candidates = []
     for article in found:
-        coverage = _covered(weights.current, article.vocab) / weights.current_total
-        title = _covered(weights.current, article.title_vocab) / weights.current_total
-        # The question's words together in one paragraph or list, not scattered.
-        together = max(
-            (_covered(weights.current, b.vocab) for b in article.blocks if b.units), default=0.0
-        )
-        together /= weights.current_total
-        context = (
-            _covered(weights.previous, article.vocab) / weights.previous_total
-            if weights.previous
-            else 0.0
-        )
-        is_previous = bool(reading.previous_reply) and contains_reply(
-            article, reading.previous_reply
-        )
+        # "together": the question's words in one paragraph or list, not scattered.
+        coverage, title, labels, together = current.evidence(article)
+        coverage /= current.total
+        title /= current.total
+        labels /= current.total
+        together /= current.total
+        context = previous.covered(article.vocab) / previous.total if previous.terms else 0.0
+        is_previous = bool(replied) and contains_reply(article, replied)
         prior = R_PRIOR * (1 - article.rank / len(found))
-        labels = _covered(weights.current, article.label_vocab) / weights.current_total
         score = R_COV * coverage + R_TOG * together + R_TITLE * title + R_LABELS * labels + prior
         score += (0.6 if follow else 0.15) * context
         if is_previous and follow:
@@ -195,7 +299,7 @@ def _rank(reading: Reading, found: list[Article], weights: _Weights) -> list[_Ca
             score += 0.4 + (1.5 * coverage if reading.points_back else 0.0)
         elif is_previous and not reading.correction:
             score += 0.1
-        candidates.append(_Candidate(article, score, coverage, title, context, is_previous))
+        candidates.append(_Candidate(article, score, title, context, is_previous))
     candidates.sort(key=lambda c: c.score, reverse=True)
     return candidates
 
@@ -203,58 +307,105 @@ def _rank(reading: Reading, found: list[Article], weights: _Weights) -> list[_Ca
 # --- cutting the reply ------------------------------------------------------------------------
 
 
+_NONE: dict[int, float] = {}
+
+
+def _shares(query: _Query, article: Article) -> dict[int, float]:
+    """How much of the question each unit covers (by index). Its paragraph's bold lead-in and
+    the article's title count for less, since the unit is about them too ("Check on *it*")."""
+    headline = query.credits(article.title_vocab)
+    own = query.credits_in(article.unit_words)
+    # Most units have none of the words themselves, and share what the title gives them.
+    plain = _share(query, _NONE, _NONE, headline)
+    # A paragraph's bold lead-in gives all its units the same share, if they have no more.
+    by_context: dict[int, float] = {}
+    shares: dict[int, float] = {}
+    for unit in article.units:
+        mine = own.get(unit.index)
+        context = query.credits(unit.context_vocab) if unit.context_vocab else _NONE
+        if mine:
+            shares[unit.index] = _share(query, mine, context, headline)
+        elif context:
+            share = by_context.get(id(context))
+            if share is None:
+                share = by_context[id(context)] = _share(query, _NONE, context, headline)
+            shares[unit.index] = share
+        else:
+            shares[unit.index] = plain
+    return shares
+
+
 def _share(
-    terms: list[tuple[Term, float]], total: float, unit: Unit, title: frozenset[str]
+    query: _Query, own: dict[int, float], context: dict[int, float], headline: dict[int, float]
 ) -> float:
-    """How much of the question a unit covers. Its paragraph's bold lead-in and the article's
-    title count for less, since the unit is about them too ("Check on *it*...")."""
-    own = unit.vocab | unit.label_vocab
-    return (
-        sum(
-            w * max(t.match(own), 0.7 * t.match(unit.context_vocab), 0.5 * t.match(title))
-            for t, w in terms
-        )
-        / total
-    )
+    # Term by term, as Term.match would give: max(own, 0.7 context, 0.5 title).
+    weights = query.weights
+    terms: list[float] = []
+    for i in sorted(own.keys() | context.keys() | headline.keys()):
+        best = own.get(i, 0.0)
+        if (other := 0.7 * context.get(i, 0.0)) > best:
+            best = other
+        if (other := 0.5 * headline.get(i, 0.0)) > best:
+            best = other
+        terms.append(weights[i] * best)
+    return sum(terms, 0.0) / query.total
 
 
-def _unit_score(
-    reading: Reading, article: Article, unit: Unit, weights: _Weights, title_share: float
-) -> float:
-    title = article.title_vocab
-    score = _share(weights.current, weights.current_total, unit, title)
-    # A line labelled with the question's words ("Password: at least 8 characters") is the
-    # place the article says it.
-    score += 0.15 * _covered(weights.current, unit.label_vocab) / weights.current_total
-    if weights.previous:
-        share = 0.5 if reading.follow_up else 0.2
-        score += share * _share(weights.previous, weights.previous_total, unit, title)
-    if reading.wants == "number" and unit.has_number:
-        score += 0.25
-    if reading.wants == "duration" and unit.has_duration:
-        score += 0.3
-    if reading.wants == "action" and unit.has_action:
-        score += 0.2 + (0.1 if unit.kind == "step" else 0.0)
-    if reading.tried:
-        block = article.blocks[unit.block]
-        if unit.vocab & reading.tried:
-            score -= 1.0
-        elif not block.is_list and any(u.vocab & reading.tried for u in block.units):
-            # The rest of the paragraph about what was tried is done with too.
-            score -= 0.5
-        elif any(u.vocab & reading.tried for u in block.units if u.index < unit.index):
-            # "I already tried X": the steps after X in the same list are what is left.
+def _unit_scores(
+    reading: Reading, article: Article, weights: _Weights, title_share: float
+) -> dict[int, float]:
+    current, previous = weights.current, weights.previous
+    shares = _shares(current, article)
+    previous_shares = _shares(previous, article) if previous.terms else None
+    follow_share = 0.5 if reading.follow_up else 0.2
+    wants, tried, previous_reply = reading.wants, reading.tried, reading.previous_reply
+    opening = 0.1 + 0.3 * title_share
+    count = max(1, len(article.units))
+    scores: dict[int, float] = {}
+    for unit in article.units:
+        score = shares[unit.index]
+        # A line labelled with the question's words ("Password: at least 8 characters") is
+        # the place the article says it.
+        if unit.label_vocab:
+            score += 0.15 * current.covered(unit.label_vocab) / current.total
+        if previous_shares is not None:
+            score += follow_share * previous_shares[unit.index]
+        if wants == "number" and unit.has_number:
             score += 0.25
-    if reading.previous_reply and unit.text in reading.previous_reply:
-        if reading.correction:
-            score -= 0.6
-        elif reading.points_back:
-            # "Can I get them back after that?" is about what was just said.
-            score += 0.15
-    # Articles open with the general case and end with exceptions and admin settings; when the
-    # title already says what was asked, the opening is the answer.
-    score += (0.1 + 0.3 * title_share) * (1 - unit.index / max(1, len(article.units)))
-    return score
+        if wants == "duration" and unit.has_duration:
+            score += 0.3
+        if wants == "action" and unit.has_action:
+            score += 0.2 + (0.1 if unit.kind == "step" else 0.0)
+        if tried:
+            block = article.blocks[unit.block]
+            if unit.vocab & tried:
+                score -= 1.0
+            elif not block.is_list and any(u.vocab & tried for u in block.units):
+                # The rest of the paragraph about what was tried is done with too.
+                score -= 0.5
+            elif any(u.vocab & tried for u in block.units if u.index < unit.index):
+                # "I already tried X": the steps after X in the same list are what is left.
+                score += 0.25
+        if previous_reply and unit.text in previous_reply:
+            if reading.correction:
+                score -= 0.6
+            elif reading.points_back:
+                # "Can I get them back after that?" is about what was just said.
+                score += 0.15
+        # Articles open with the general case and end with exceptions and admin settings;
+        # when the title already says what was asked, the opening is the answer.
+        score += opening * (1 - unit.index / count)
+        scores[unit.index] = score
+    return scores
+
+
+def _top(units: list[Unit], scores: dict[int, float]) -> Unit:
+    """The best scoring of the units (in article order); of equal ones, the first."""
+    best = units[0]
+    for unit in units:
+        if scores[unit.index] > scores[best.index]:
+            best = unit
+    return best
 
 
 def _extract(reading: Reading, best: _Candidate, weights: _Weights) -> list[Unit]:
@@ -263,19 +414,20 @@ def _extract(reading: Reading, best: _Candidate, weights: _Weights) -> list[Unit
     article = best.article
     if not article.units:
         return []
-    scores = {u.index: _unit_score(reading, article, u, weights, best.title) for u in article.units}
-    anchor = max(article.units, key=lambda u: (scores[u.index], -u.index))
+    scores = _unit_scores(reading, article, weights, best.title)
+    anchor = _top(article.units, scores)
     chosen = _window(article, anchor, scores, FIRST_PASSAGE_WORDS)
     words = sum(u.words for u in chosen)
     taken = {u.index for u in chosen}
     rest = [u for u in article.units if u.index not in taken and u.kind != "lead"]
     if rest:
-        runner_up = max(rest, key=lambda u: (scores[u.index], -u.index))
+        runner_up = _top(rest, scores)
         if scores[runner_up.index] >= SECOND_PASSAGE_SHARE * scores[anchor.index]:
             extra = _window(article, runner_up, scores, MAX_REPLY_WORDS - words, taken)
             if extra and words + sum(u.words for u in extra) <= MAX_REPLY_WORDS:
                 chosen += extra
-    return sorted(set(chosen), key=lambda u: u.index)
+    # Each unit once, in article order (a unit is its index: units compare by every field).
+    return sorted({u.index: u for u in chosen}.values(), key=lambda u: u.index)
 
 
 def _window(
@@ -288,7 +440,8 @@ def _window(
     """The anchor, its list's lead-in, and the neighbours in its block that say as much."""
     taken = taken or set()
     members = article.blocks[anchor.block].units
-    position = members.index(anchor)
+    # A block's units are consecutive in the article.
+    position = anchor.index - members[0].index
     chosen = [anchor]
     words = anchor.words
     # A list line needs its lead-in ("In Share > Link settings you can choose:").
@@ -327,6 +480,39 @@ def _window(
 # --- how sure ---------------------------------------------------------------------------------
 
 
+def _frames(reading: Reading, t: Term) -> bool:
+    """A word that frames the question rather than says what it is about: small talk, a
+    light verb, a quantity or a name of the user's own ("just *one* folder", "*Q1*"), or the
+    story around the asking sentence (``Reading.framing``)."""
+    return (
+        is_chatter(t.token)
+        or is_light_verb(t.token)
+        or is_code(t.token)
+        or is_number(t.token)
+        or t.token in reading.framing
+    )
+
+
+def _share_of_question(
+    reading: Reading, query: _Query, vocab: frozenset[str], answers_number: bool
+) -> float:
+    """How much of the question's weight ``vocab`` covers. A word that frames the question
+    counts when covered, and is not missing when not: "our IT guy is a freelancer" says who
+    asks, and no article about sharing folders will mention freelancers."""
+    covered = total = 0.0
+    for t, w in query.pairs():
+        match = t.match(vocab)
+        # "minimum", "length", "discount": any number in the reply answers them.
+        if answers_number and t.token in reading.answer_type:
+            match = 1.0
+        if match == 0 and _frames(reading, t):
+            continue
+        covered += w * match
+        total += w
+    # A message must carry some weight of topic to be covered in full (see _Query.weigh).
+    return covered / max(1.0, total)
+
+
 def _confidence(
     reading: Reading, ranked: list[_Candidate], units: list[Unit], weights: _Weights
 ) -> float:
@@ -337,17 +523,11 @@ def _confidence(
         if units
         else frozenset()
     )
-    reply_cover = _covered(weights.current, vocab | label_vocab | best.article.title_vocab)
-    coverage = best.coverage * weights.current_total
-    # "minimum", "length", "discount": any number in the reply answers them.
-    if any(u.has_number or u.has_duration for u in units):
-        for t, w in weights.current:
-            if t.token in reading.answer_type:
-                reply_cover += w * (1 - t.match(vocab | label_vocab | best.article.title_vocab))
-                coverage += w * (1 - t.match(best.article.vocab))
-    reply_cover /= weights.current_total
-    coverage /= weights.current_total
-    if reading.follow_up and weights.previous:
+    replied = vocab | label_vocab | best.article.title_vocab
+    answers_number = any(u.has_number or u.has_duration for u in units)
+    coverage = _share_of_question(reading, weights.current, best.article.vocab, answers_number)
+    reply_cover = _share_of_question(reading, weights.current, replied, answers_number)
+    if reading.follow_up and weights.previous.terms:
         # An elliptical follow-up ("and on Free?") is about the earlier question too.
         coverage = 0.7 * coverage + 0.3 * best.context
         reply_cover = 0.7 * reply_cover + 0.3 * best.context

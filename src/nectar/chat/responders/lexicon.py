@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from nectar.knowledge.search import STOPWORDS
@@ -56,26 +56,32 @@ _SLANG = {
     "recognize": "recognise",
 }
 
-# Two-word phrases that mean one thing ("log in" is "sign in").
+# Two-word phrases that mean one thing ("log in" is "sign in"). Each pattern comes with the
+# strings it cannot match without one of: most messages have none, and skip the regex.
 _PHRASES = (
-    (re.compile(r"\blog(?:ged|ging)?\s+(in|into|on|out)\b"), r"sign \1"),
-    (re.compile(r"\blog-?(in|on)s?\b"), r"sign \1"),
-    (re.compile(r"\bsign-?(in|on|up|out)s?\b"), r"sign \1"),
-    (re.compile(r"\be-mail"), "email"),
-    (re.compile(r"\b(red|grey|green|blue)\s+x\b"), r"\1 cross"),
-    (re.compile(r"\bwi-?fi\b"), "wifi"),
-    (re.compile(r"\bback(?:ed|ing)?\s+up\b"), "backup"),
-    (re.compile(r"\bget\s+(?:it|them|that|this|those|files?|folders?)?\s*back\b"), "restore"),
-    (re.compile(r"\bchange\s+(?:my|our|your)\s+mind\b"), "undo"),
+    (("log",), re.compile(r"\blog(?:ged|ging)?\s+(in|into|on|out)\b"), r"sign \1"),
+    (("log",), re.compile(r"\blog-?(in|on)s?\b"), r"sign \1"),
+    (("sign",), re.compile(r"\bsign-?(in|on|up|out)s?\b"), r"sign \1"),
+    (("e-mail",), re.compile(r"\be-mail"), "email"),
+    (("x",), re.compile(r"\b(red|grey|green|blue)\s+x\b"), r"\1 cross"),
+    (("wi",), re.compile(r"\bwi-?fi\b"), "wifi"),
+    (("back",), re.compile(r"\bback(?:ed|ing)?\s+up\b"), "backup"),
+    (
+        ("back",),
+        re.compile(r"\bget\s+(?:it|them|that|this|those|files?|folders?)?\s*back\b"),
+        "restore",
+    ),
+    (("mind",), re.compile(r"\bchange\s+(?:my|our|your)\s+mind\b"), "undo"),
     # Asking to reach a person is asking about support.
     (
+        ("talk", "speak", "chat", "touch"),
         re.compile(
             r"\b(?:talk|speak|chat|get in touch)\s+(?:to|with)\s+(?:a |an |some |your |the )?"
             r"(?:person|human|someone|somebody|agent|rep|representative|people|staff)\b"
         ),
         "contact support",
     ),
-    (re.compile(r"\bhow\s+much\s+(?=(?:is|are|does|do|will|would|for|to)\b)"), "price "),
+    (("much",), re.compile(r"\bhow\s+much\s+(?=(?:is|are|does|do|will|would|for|to)\b)"), "price "),
 )
 
 # Words the question may use for a word the passage uses; each maps to alternatives.
@@ -222,15 +228,30 @@ _CHATTER = word_set(
     """
 )
 
+# Irregular past tenses (regular ones end in "-ed").
+_PAST = word_set(
+    """
+    was were had did got went came left lost took gave sent made paid bought sold ran told
+    said saw found kept held built wrote forgot broke stole fell quit became began brought
+    caught chose drove felt knew led met spent stood thought threw understood woke won hid
+    """
+)
+
 _WORD_NUMBERS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"}
 
 
+# A turn normalises its message several times over (whole, by sentence, as tokens), and reads
+# the conversation's earlier messages again. Messages are at most 4,000 characters.
+@functools.lru_cache(maxsize=4096)
 def normalise(text: str) -> str:
     """Lower case, apostrophes out, chat spelling and two-word phrases rewritten."""
     text = text.lower().replace("\u2019", "'").replace("'", "")
     text = " ".join(_SLANG.get(t, t) for t in text.split())
-    for pattern, replacement in _PHRASES:
-        text = pattern.sub(replacement, text)
+    for needs, pattern, replacement in _PHRASES:
+        for word in needs:
+            if word in text:
+                text = pattern.sub(replacement, text)
+                break
     return text
 
 
@@ -329,6 +350,7 @@ def is_light_verb(token: str) -> bool:
     return token in _LIGHT_VERBS
 
 
+@functools.lru_cache(maxsize=16384)
 def is_code(token: str) -> bool:
     """A name or number of the user's own ("Q1", "INV-20931", "400"), not a topic."""
     return any(c.isdigit() for c in token)
@@ -336,6 +358,11 @@ def is_code(token: str) -> bool:
 
 def is_chatter(token: str) -> bool:
     return token in _CHATTER or (token.endswith("ly") and len(token) > 5)
+
+
+def is_past(token: str) -> bool:
+    """A verb in the past tense: what is told in it happened ("left", "was deleted")."""
+    return token in _PAST or (token.endswith("ed") and not token.endswith("eed") and len(token) > 4)
 
 
 def is_number(token: str) -> bool:
@@ -351,10 +378,16 @@ class Term:
     # (stem, credit): the word itself at 1.0, synonyms and typo fixes for less.
     alternatives: tuple[tuple[str, float], ...]
 
-    def match(self, vocab: set[str] | frozenset[str]) -> float:
-        return max((credit for s, credit in self.alternatives if s in vocab), default=0.0)
+    def match(self, vocab: Container[str]) -> float:
+        best = 0.0
+        for s, credit in self.alternatives:
+            if credit > best and s in vocab:
+                best = credit
+        return best
 
 
+# Terms are immutable and a handful of words make up most questions: build each once.
+@functools.lru_cache(maxsize=16384)
 def term(token: str) -> Term:
     own = stem(token)
     alternatives = [(own, 1.0)]
@@ -365,14 +398,55 @@ def term(token: str) -> Term:
     return Term(token, own, tuple(alternatives))
 
 
-def with_typo_fixes(t: Term, vocab: Iterable[str]) -> Term:
-    """A word found nowhere may be a typo of one that is: 'pasword', 'humna'."""
+def with_typo_fixes(t: Term, vocabs: Iterable[frozenset[str]]) -> Term:
+    """A word found nowhere may be a typo of one that is: 'pasword', 'humna'. ``vocabs``: the
+    passages' vocabularies, searched one by one (merging them costs more than the search)."""
     if len(t.stem) < 5 or t.stem.isdigit():
         return t
-    fixes = [v for v in vocab if abs(len(v) - len(t.stem)) <= 1 and _one_edit(t.stem, v)]
+    fixes: set[str] = set()
+    for vocab in vocabs:
+        fixes.update(_lookalikes(vocab).fixes(t.stem))
     if not fixes:
         return t
     return Term(t.token, t.stem, t.alternatives + tuple((f, 0.8) for f in sorted(fixes)))
+
+
+class _Lookalikes:
+    """One passage's words by length and first letter, and the typo fixes found among them
+    so far: the same few unknown words come back turn after turn."""
+
+    MAX_REMEMBERED = 512
+
+    __slots__ = ("_fixes", "_shapes")
+
+    def __init__(self, vocab: frozenset[str]) -> None:
+        self._shapes: dict[tuple[int, str], list[str]] = {}
+        for v in vocab:
+            self._shapes.setdefault((len(v), v[:1]), []).append(v)
+        self._fixes: dict[str, tuple[str, ...]] = {}
+
+    def fixes(self, word: str) -> tuple[str, ...]:
+        found = self._fixes.get(word)
+        if found is None:
+            if len(self._fixes) >= self.MAX_REMEMBERED:
+                self._fixes.clear()
+            # One edit away means the same length give or take one, and starting with the
+            # word's first letter, or its second when the first two swap or the first goes.
+            found = self._fixes[word] = tuple(
+                v
+                for n in (len(word) - 1, len(word), len(word) + 1)
+                for first in dict.fromkeys(word[:2])
+                for v in self._shapes.get((n, first), ())
+                if _one_edit(word, v)
+            )
+        return found
+
+
+# The same passages come back turn after turn; a passage's vocabulary is one frozenset for as
+# long as the passage is cached (see passages.py).
+@functools.lru_cache(maxsize=1024)
+def _lookalikes(vocab: frozenset[str]) -> _Lookalikes:
+    return _Lookalikes(vocab)
 
 
 def _one_edit(a: str, b: str) -> bool:

@@ -9,9 +9,12 @@ lose only the markdown.
 from __future__ import annotations
 
 import functools
+import operator
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from nectar.chat.responders.lexicon import vocabulary
 from nectar.knowledge.search import Hit
@@ -59,6 +62,8 @@ class Unit:
     label_vocab: frozenset[str] = frozenset()
     # The bold lead-in of its paragraph, which the unit is about too.
     context_vocab: frozenset[str] = frozenset()
+    # Its words and its label's: what the unit itself says.
+    own_vocab: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -75,6 +80,15 @@ class Block:
         return any(u.kind in ("item", "step") for u in self.units)
 
 
+class Spot(NamedTuple):
+    """Where in an article a word stem is."""
+
+    in_text: bool  # anywhere: the article's vocab
+    in_title: bool  # its title and section headings
+    in_labels: bool  # a bold lead-in or a list line's label
+    blocks: tuple[int, ...]  # the blocks (with units) that have it, by index
+
+
 @dataclass(slots=True)
 class Article:
     """The retrieved chunks of one document, in document order."""
@@ -89,40 +103,54 @@ class Article:
     title_vocab: frozenset[str]
     label_vocab: frozenset[str]  # every bold lead-in and list-line label: what it is organised by
     text: str  # plain text of the whole retrieved body, for finding earlier replies
+    # Where each word stem is, so that a question's few words are looked up instead of every
+    # block and unit being searched for them: ``spots`` for the article's own sets and its
+    # blocks, ``unit_words`` the units whose own_vocab has it (by index).
+    spots: dict[str, Spot]
+    words: frozenset[str]  # every stem with a spot
+    unit_words: dict[str, tuple[int, ...]]
 
     @property
     def best_hit(self) -> Hit:
         return max(self.hits, key=lambda h: h.score)
 
 
+_CHUNK_ID = operator.attrgetter("chunk_id")
+
+
 def articles(hits: list[Hit]) -> list[Article]:
     """Group the search results by document, keeping the order of the best chunk."""
-    groups: dict[uuid.UUID, list[Hit]] = {}
-    ranks: dict[uuid.UUID, int] = {}
+    # By the id's integer: a UUID hashes in Python, an int in C.
+    groups: dict[int, tuple[int, list[Hit]]] = {}
     for rank, hit in enumerate(hits):
-        groups.setdefault(hit.document_id, []).append(hit)
-        ranks.setdefault(hit.document_id, rank)
+        seen = groups.get(hit.document_id.int)
+        if seen is None:
+            groups[hit.document_id.int] = (rank, [hit])
+        else:
+            seen[1].append(hit)
+    # In the order of their best chunks, as the groups were first seen.
     result = []
-    for document_id, group in groups.items():
-        group.sort(key=lambda h: h.chunk_id)
-        # Section headings below the title are part of what the article is about.
-        headings = " ".join(dict.fromkeys(h.heading for h in group))
-        parsed = _parse(group[0].title, headings, "\n\n".join(h.body for h in group))
+    for rank, group in groups.values():
+        if len(group) > 1:
+            group.sort(key=_CHUNK_ID)
+        parsed = _parse(group[0].title, tuple([(h.chunk_id, h.heading, h.body) for h in group]))
         result.append(
             Article(
-                document_id=document_id,
+                document_id=group[0].document_id,
                 title=group[0].title,
                 hits=group,
-                rank=ranks[document_id],
+                rank=rank,
                 blocks=parsed.blocks,
                 units=parsed.units,
                 vocab=parsed.vocab,
                 title_vocab=parsed.title_vocab,
                 label_vocab=parsed.label_vocab,
                 text=parsed.text,
+                spots=parsed.spots,
+                words=parsed.words,
+                unit_words=parsed.unit_words,
             )
         )
-    result.sort(key=lambda a: a.rank)
     return result
 
 
@@ -134,22 +162,49 @@ class _Parsed:
     title_vocab: frozenset[str]
     label_vocab: frozenset[str]
     text: str
+    spots: dict[str, Spot]
+    words: frozenset[str]
+    unit_words: dict[str, tuple[int, ...]]
 
 
-# The same passages come back turn after turn: parse each once. Nothing downstream changes a
-# parsed article, so sharing them is safe.
+# The same passages come back turn after turn: parse each article once, keyed by its chunks
+# (id, heading and text, so an edited document is parsed again). Nothing downstream changes
+# a parsed article, so sharing them is safe.
 @functools.lru_cache(maxsize=2048)
-def _parse(title: str, headings: str, body: str) -> _Parsed:
+def _parse(title: str, chunks: tuple[tuple[int, str, str], ...]) -> _Parsed:
+    # Section headings below the title are part of what the article is about.
+    headings = " ".join(dict.fromkeys(heading for _, heading, _ in chunks))
+    body = "\n\n".join(text for _, _, text in chunks)
     blocks = parse_blocks(body)
     units = [u for b in blocks for u in b.units]
+    vocab = frozenset(vocabulary(f"{headings} {plain(body)}"))
+    title_vocab = frozenset(vocabulary(headings or title))
+    label_vocab = frozenset().union(*(u.label_vocab for u in units))
+    in_blocks = _where((i, b.vocab) for i, b in enumerate(blocks) if b.units)
+    spots = {
+        word: Spot(word in vocab, word in title_vocab, word in label_vocab, in_blocks.get(word, ()))
+        for word in vocab | title_vocab | label_vocab | in_blocks.keys()
+    }
     return _Parsed(
         blocks=blocks,
         units=units,
-        vocab=frozenset(vocabulary(f"{headings} {plain(body)}")),
-        title_vocab=frozenset(vocabulary(headings or title)),
-        label_vocab=frozenset().union(*(u.label_vocab for u in units)),
+        vocab=vocab,
+        title_vocab=title_vocab,
+        label_vocab=label_vocab,
         text=_squash(plain(body)),
+        spots=spots,
+        words=frozenset(spots),
+        unit_words=_where((u.index, u.own_vocab) for u in units),
     )
+
+
+def _where(places: Iterable[tuple[int, frozenset[str]]]) -> dict[str, tuple[int, ...]]:
+    """Word stem -> the places (by index) whose vocabulary has it."""
+    where: dict[str, list[int]] = {}
+    for index, vocab in places:
+        for word in vocab:
+            where.setdefault(word, []).append(index)
+    return {word: tuple(indices) for word, indices in where.items()}
 
 
 def parse_blocks(body: str) -> list[Block]:
@@ -165,6 +220,8 @@ def parse_blocks(body: str) -> list[Block]:
         head = text.split(":", 1)[0] if ":" in text[:60] else ""
         label = vocabulary(head) if head and len(head.split()) <= 5 else set()
         lead = next((u for u in block.units if u.kind == "lead"), None) if marker else None
+        vocab = frozenset(vocabulary(text))
+        label_vocab = frozenset(label) | (block.label_vocab if not block.units else frozenset())
         block.units.append(
             Unit(
                 index=count,
@@ -172,14 +229,14 @@ def parse_blocks(body: str) -> list[Block]:
                 kind=kind,
                 marker=marker,
                 text=text,
-                vocab=frozenset(vocabulary(text)),
+                vocab=vocab,
                 words=len(text.split()),
                 has_number=bool(_NUMBER.search(text)),
                 has_duration=bool(_DURATION.search(text)),
                 has_action=bool(_ACTION.search(text)) or bool(lead and lead.has_action),
-                label_vocab=frozenset(label)
-                | (block.label_vocab if not block.units else frozenset()),
+                label_vocab=label_vocab,
                 context_vocab=block.label_vocab,
+                own_vocab=vocab | label_vocab,
             )
         )
         count += 1
@@ -243,8 +300,13 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
-def contains_reply(article: Article, reply: str) -> bool:
-    """Whether an earlier bot reply was cut from this article."""
+@functools.lru_cache(maxsize=1024)
+def reply_lines(reply: str) -> tuple[str, ...]:
+    """An earlier bot reply as ``contains_reply`` looks for it: the beginnings of its lines."""
     lines = [_squash(re.sub(r"^(?:- |\d+[.)] )", "", line)) for line in reply.splitlines()]
-    lines = [line for line in lines if len(line) >= 12]
-    return bool(lines) and sum(line[:80] in article.text for line in lines) * 2 >= len(lines)
+    return tuple(line[:80] for line in lines if len(line) >= 12)
+
+
+def contains_reply(article: Article, lines: tuple[str, ...]) -> bool:
+    """Whether an earlier bot reply (its ``reply_lines``) was cut from this article."""
+    return bool(lines) and sum(line in article.text for line in lines) * 2 >= len(lines)

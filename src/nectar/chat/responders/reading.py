@@ -9,7 +9,9 @@ it asks the assistant to *do* something to a particular account, which no articl
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from nectar.chat.responders.base import Question
@@ -19,6 +21,7 @@ from nectar.chat.responders.lexicon import (
     is_chatter,
     is_code,
     is_light_verb,
+    is_past,
     normalise,
     stem,
     term,
@@ -26,6 +29,39 @@ from nectar.chat.responders.lexicon import (
     with_typo_fixes,
     word_set,
 )
+
+
+class _Guarded:
+    """A regex and the strings it cannot match without ("a|b": at least one of them). Most
+    messages have none of them, and a few substring tests cost far less than the regex."""
+
+    __slots__ = ("needs", "pattern")
+
+    def __init__(self, needs: str, pattern: str) -> None:
+        self.needs = tuple(needs.split("|"))
+        self.pattern = re.compile(pattern)
+
+    def _may_match(self, text: str) -> bool:
+        # A plain loop: any() over a generator costs twice as much here.
+        for needle in self.needs:  # noqa: SIM110
+            if needle in text:
+                return True
+        return False
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.pattern.search(text) if self._may_match(text) else None
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        return self.pattern.finditer(text) if self._may_match(text) else iter(())
+
+    def sub(self, replacement: str, text: str) -> str:
+        return self.pattern.sub(replacement, text) if self._may_match(text) else text
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+# A lead-in before a colon frames what follows ("Quick question from finance: how do I...?").
+_CLAUSE = re.compile(r"(?<=[.!?:])\s+|\n+")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 # --- small talk -------------------------------------------------------------------------------
 
@@ -51,18 +87,20 @@ _GREETING = word_set("hi hello hey morning afternoon evening")
 _ANAPHORA = word_set("it its that this those these they them there one ones")
 _FOLLOW_OPENERS = re.compile(r"^(?:and|also|so|ok(?:ay)?|what about|how about|then|but)\b")
 # The last answer missed. These words say so; they are not what the question is about.
-_CORRECTION = re.compile(
+_CORRECTION = _Guarded(
+    "not|didnt|doesnt|i mean|thats|already|still|you keep",
     r"\b(?:(?:thats |that is |this is )?not what i (?:asked|meant|wanted|said)(?: for)?|"
     r"didnt ask|did not ask|i meant?\b|"
     r"thats (?:wrong|not (?:it|right|the problem|what))|not the (?:problem|issue|question)|"
     r"(?:didnt|doesnt|did not|does not) (?:help|work|fix)|not helpful|already|"
-    r"still (?:doesnt|does not|not|nothing|no)|you keep)"
+    r"still (?:doesnt|does not|not|nothing|no)|you keep)",
 )
-_TRIED = re.compile(r"\b(?:already|tried)\s+((?:\w+\s*){1,6})")
+_TRIED = _Guarded("already|tried", r"\b(?:already|tried)\s+((?:\w+\s*){1,6})")
 # "I don't need a human", "I didn't ask about upgrading": the words after are not the topic.
-_NOT_THE_TOPIC = re.compile(
+_NOT_THE_TOPIC = _Guarded(
+    "no|dont|didnt|never|without",
     r"\b(?:(?:dont|do not|didnt|did not|no|not|never)\s+"
-    r"(?:need|want|ask|asked|asking|mean|meant|care|talking)|without)\b((?:\s+\w+){0,6})"
+    r"(?:need|want|ask|asked|asking|mean|meant|care|talking)|without)\b((?:\s+\w+){0,6})",
 )
 _CLAUSE_END = re.compile(r"[,.;:!?]|\b(?:but|just|only|instead|rather)\b")
 _QUESTION_START = re.compile(
@@ -73,25 +111,30 @@ _QUESTION_START = re.compile(
 # --- what kind of answer ----------------------------------------------------------------------
 
 # Something is not working: such a message is after the troubleshooting article.
-_MALFUNCTION = re.compile(
+_MALFUNCTION = _Guarded(
+    "nt|not|never|unable|stopped|error|fail|broken|stuck|crash|frozen|freez",
     r"\b(?:wont|cant|cannot|doesnt|dont|isnt|arent|didnt|not|never|unable to|stopped)\s+"
     r"(?:\w+\s+)?(?:sync|work|load|open|upload|download|show|appear|connect|start|save|arrive|"
     r"update|run|install|finish)\w*|"
-    r"\b(?:errors?|fail(?:s|ed|ing|ure)?|broken|stuck|crash\w*|frozen|freez\w*)\b"
+    r"\b(?:errors?|fail(?:s|ed|ing|ure)?|broken|stuck|crash\w*|frozen|freez\w*)\b",
 )
 PROBLEM = Term("problem", "problem", (("problem", 1.0), ("fix", 0.8), ("troubleshoot", 0.8)))
-_HOW_MEASURE = re.compile(
-    r"\bhow\s+(?:long|many|much|big|often|far|old|soon|fast|large|quickly|early|late)\b"
+_HOW_MEASURE = _Guarded(
+    "how", r"\bhow\s+(?:long|many|much|big|often|far|old|soon|fast|large|quickly|early|late)\b"
 )
-_WANTS_DURATION = re.compile(
-    r"\b(?:how (?:long|soon|quickly)|when (?:does|do|will|is|are)\b.*\b(?:expire|end|stop|run out))"
+_WANTS_DURATION = _Guarded(
+    "how|when",
+    r"\b(?:how (?:long|soon|quickly)|"
+    r"when (?:does|do|will|is|are)\b.*\b(?:expire|end|stop|run out))",
 )
-_WANTS_NUMBER = re.compile(
+_WANTS_NUMBER = _Guarded(
+    "how|what|price|cost|fee|discount|max|min|limit|biggest|largest|smallest|longest|shortest|"
+    "number of|hours",
     r"\b(?:how (?:many|much|long|big|often|far|old|soon|fast|large)|what (?:version|size)|"
     r"price|cost|fee|discount|maximum|minimum|max|min|limit|biggest|largest|smallest|longest|"
-    r"shortest|number of|hours)\b"
+    r"shortest|number of|hours)\b",
 )
-_WANTS_ACTION = re.compile(r"\b(?:how|where|steps?)\b")
+_WANTS_ACTION = _Guarded("how|where|step", r"\b(?:how|where|steps?)\b")
 # In "what's the minimum password length" only "password" is the topic; "minimum" and
 # "length" say a number is wanted, and any number in the right passage answers them ("at
 # least 8 characters"), as "50% off" answers "discount" and "09:00 to 18:00" "hours".
@@ -106,11 +149,12 @@ _ANSWER_TYPE = word_set(
 _INFO_VERBS = word_set(
     "tell explain show describe clarify say let give list point recommend suggest remind help"
 )
-_ASK_TO_DO = re.compile(
+_ASK_TO_DO = _Guarded(
+    "can|could|would|will|i need you to|i want|please",
     r"\b(?:can|could|would|will)\s+(?:you|someone|somebody|anyone|your team|support|staff)\s+"
     r"(?:please\s+|just\s+|kindly\s+)?(\w+)(?:\s+me\s+(\w+))?|"
     r"\b(?:i need you to|i want you to|please)\s+(\w+)|"
-    r"\bi want (?:that|it|this|them|my money)\s+(\w+ed|back)\b"
+    r"\bi want (?:that|it|this|them|my money)\s+(\w+ed|back)\b",
 )
 # A concrete event of one account: a date, an amount, an order or invoice number, an address.
 _SPECIFIC = re.compile(
@@ -124,7 +168,11 @@ _SPECIFIC = re.compile(
     r"[\w.+-]+@[\w-]+\.[\w.]+",
     re.IGNORECASE,
 )
-_WHY_DID_MINE = re.compile(r"\bwhy (?:was|were|did|has|have|is|are) (?:my|our|i|we)\b")
+# What every match of _SPECIFIC contains: a digit, an "@" or one of these words. The regex is
+# slow (dozens of branches, tried at every position); most messages have none of them.
+_DIGIT_OR_AT = re.compile(r"[0-9@]")
+_SPECIFIC_WORDS = ("yesterday", "last ", "this morning", "since ", "day")
+_WHY_DID_MINE = _Guarded("why", r"\bwhy (?:was|were|did|has|have|is|are) (?:my|our|i|we)\b")
 
 
 @dataclass(slots=True)
@@ -147,10 +195,38 @@ class Reading:
     names: frozenset[str] = frozenset()
     # Below 1 when the message asks for an action on a particular account or event.
     request_factor: float = 1.0
+    # Words that frame the question rather than say what it is about: a story around the
+    # asking sentence that describes who asks ("Our bookkeeper works for an agency. Can she
+    # download invoices?"), not one that tells what happened ("The owner passed away.").
+    # They count when an answer covers them and are not missing when it does not.
+    framing: frozenset[str] = frozenset()
 
 
-def read(question: Question, known: frozenset[str]) -> Reading:
-    """``known``: every word stem of the retrieved passages."""
+class Known:
+    """Whether a word stem occurs in any of the retrieved passages.
+
+    A question has a few dozen words and the passages a thousand: looking the words up in
+    each passage's vocabulary is cheaper than merging the vocabularies first.
+    """
+
+    __slots__ = ("_seen", "vocabs")
+
+    def __init__(self, vocabs: Sequence[frozenset[str]]) -> None:
+        self.vocabs = vocabs
+        self._seen: dict[str, bool] = {}
+
+    def __contains__(self, word: object) -> bool:
+        if not isinstance(word, str):
+            return False
+        found = self._seen.get(word)
+        if found is None:
+            found = self._seen[word] = any(word in vocab for vocab in self.vocabs)
+        return found
+
+
+def read(question: Question, vocabs: Sequence[frozenset[str]]) -> Reading:
+    """``vocabs``: the word stems of each retrieved article."""
+    known = Known(vocabs)
     message = question.message.strip()
     text = normalise(message)
     history = question.history
@@ -165,13 +241,9 @@ def read(question: Question, known: frozenset[str]) -> Reading:
     )
 
     def terms_of(words: str) -> list[Term]:
-        out: list[Term] = []
-        # "how long", "how many": the kind of answer wanted, not a topic.
-        words = _HOW_MEASURE.sub("how", normalise(words))
-        for token in dict.fromkeys(content_tokens(words)):
-            t = term(token)
-            out.append(t if t.match(known) else with_typo_fixes(t, known))
-        return out
+        return [
+            t if t.match(known) else with_typo_fixes(t, vocabs) for t in map(term, _topic(words))
+        ]
 
     correction = bool(history) and bool(_CORRECTION.search(text))
     reading = Reading(
@@ -193,8 +265,9 @@ def read(question: Question, known: frozenset[str]) -> Reading:
     # A complaint points at troubleshooting, but the words of the question come first.
     if _MALFUNCTION.search(text):
         reading.terms.append(PROBLEM)
-    reading.emphasis = {PROBLEM.token: 0.5, **_emphasis(message, known)}
-    reading.previous_emphasis = _emphasis(previous_user, known)
+    emphasis, reading.framing = _emphasis(message, known)
+    reading.emphasis = {PROBLEM.token: 0.5, **emphasis}
+    reading.previous_emphasis = _emphasis(previous_user, known)[0]
     # What was tried is the previous question's topic only if that question named it.
     reading.tried = _tried(text) - {t.stem for t in reading.previous}
     for t in reading.terms:
@@ -224,6 +297,16 @@ def read(question: Question, known: frozenset[str]) -> Reading:
     return reading
 
 
+@functools.lru_cache(maxsize=4096)
+def _topic(words: str) -> tuple[str, ...]:
+    """The content words of a message, once each. Cached: every turn reads the previous
+    message again."""
+    # "how long", "how many": the kind of answer wanted, not a topic.
+    words = _HOW_MEASURE.sub("how", normalise(words))
+    return tuple(dict.fromkeys(content_tokens(words)))
+
+
+@functools.lru_cache(maxsize=4096)
 def _small_talk(text: str) -> str | None:
     """What kind of small talk ("thanks", "greeting", "ack" for "ok" or "got it"), or None
     when there is something to look up."""
@@ -242,44 +325,82 @@ def _small_talk(text: str) -> str | None:
 
 def _names(message: str) -> frozenset[str]:
     found: set[str] = set()
-    for sentence in re.split(r"(?<=[.!?])\s+|\n+", message):
-        for i, word in enumerate(re.findall(r"[A-Za-z][A-Za-z0-9]*", sentence)):
+    for sentence in _SENTENCE.split(message):
+        # Only a capitalised word can be a name: the test below needs an upper-case first
+        # letter either way.
+        for i, word in [(i, w) for i, w in enumerate(_WORD.findall(sentence)) if w[0] < "a"]:
             if (word.isupper() and len(word) > 1) or (i > 0 and word[0].isupper() and word != "I"):
                 found.add(word.lower())
     return frozenset(found)
 
 
-def _negated_tokens(text: str) -> set[str]:
+def _is_specific(message: str) -> bool:
+    # An ASCII message without a digit, an "@" or any of the words cannot match _SPECIFIC
+    # (for other text, case-insensitive matching is more than lower() and "in").
+    if message.isascii() and not _DIGIT_OR_AT.search(message):
+        lower = message.lower()
+        if not any(word in lower for word in _SPECIFIC_WORDS):
+            return False
+    return bool(_SPECIFIC.search(message))
+
+
+@functools.lru_cache(maxsize=4096)
+def _negated_tokens(text: str) -> frozenset[str]:
     out: set[str] = set()
     for match in _NOT_THE_TOPIC.finditer(text):
         out.update(tokens(_CLAUSE_END.split(match.group(0))[0]))
-    return out
+    return frozenset(out)
 
 
-def _emphasis(message: str, known: frozenset[str]) -> dict[str, float]:
+def _emphasis(message: str, known: Known) -> tuple[dict[str, float], frozenset[str]]:
     """Words of the asking sentence count fully; the story around it and negated asides less.
 
     A story sentence mostly in words no article uses ("I run a small design studio") is the
     asker's background and its unknown words count for almost nothing; one about the product
     ("the owner of our workspace passed away") keeps them, since they say what is unusual.
+
+    Also the words that frame the question rather than say what it is about (see
+    ``Reading.framing``): a story sentence that describes ("our bookkeeper works for an
+    agency") frames it; one that tells what happened, in the past tense ("the owner passed
+    away", "my files were deleted"), is part of what is asked about, save for the unknown
+    words of a background sentence.
     """
     emphasis: dict[str, float] = {}
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", message.strip()) if s.strip()]
+    framing: set[str] = set()
+    story = _story(message)
+    if story is not None:
+        sentences, asked = story
+        for words, incident in sentences:
+            topical = [t for t in words if not is_chatter(t) and not is_code(t)]
+            unknown = [t for t in topical if term(t).match(known) == 0]
+            background = len(unknown) * 2 > len(topical)
+            for t in words:
+                if t not in asked:
+                    emphasis[t] = 0.05 if background and t in unknown else 0.35
+                    if not incident or (background and t in unknown):
+                        framing.add(t)
+    for t in _negated_tokens(normalise(message)):
+        emphasis[t] = 0.1
+    return emphasis, frozenset(framing)
+
+
+@functools.lru_cache(maxsize=4096)
+def _story(
+    message: str,
+) -> tuple[tuple[tuple[tuple[str, ...], bool], ...], frozenset[str]] | None:
+    """For a message that asks in some sentences and tells in others: every sentence's
+    content words and whether it tells what happened, and the asking sentences' words.
+    Otherwise None."""
+    sentences = [s for s in _CLAUSE.split(message.strip()) if s.strip()]
     asking = [
         s for s in sentences if s.rstrip().endswith("?") or _QUESTION_START.match(normalise(s))
     ]
     if 0 < len(asking) < len(sentences) and sum(len(content_tokens(s)) for s in asking) >= 2:
-        asked = {t for s in asking for t in content_tokens(s)}
-        for s in sentences:
-            words = [t for t in content_tokens(s) if not is_chatter(t) and not is_code(t)]
-            unknown = [t for t in words if term(t).match(known) == 0]
-            background = len(unknown) * 2 > len(words)
-            for t in content_tokens(s):
-                if t not in asked:
-                    emphasis[t] = 0.05 if background and t in unknown else 0.35
-    for t in _negated_tokens(normalise(message)):
-        emphasis[t] = 0.1
-    return emphasis
+        asked = frozenset(t for s in asking for t in content_tokens(s))
+        return tuple(
+            (tuple(content_tokens(s)), any(is_past(t) for t in tokens(s))) for s in sentences
+        ), asked
+    return None
 
 
 def _tried(text: str) -> frozenset[str]:
@@ -299,7 +420,7 @@ def _request_factor(message: str, text: str) -> float:
         verbs = [v for v in match.groups() if v]
         if verbs and verbs[-1] not in _INFO_VERBS:
             asks = True
-    specific = bool(_SPECIFIC.search(message))
+    specific = _is_specific(message)
     about_past = bool(_WHY_DID_MINE.search(text))
     factor = 1.0
     if asks:
