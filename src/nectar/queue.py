@@ -57,19 +57,18 @@ class InProcessQueue:
         del tag  # duplicates are harmless: a delivery is claimed before it is sent
         for delivery_id in delivery_ids:
             if delay > 0:
-                loop = asyncio.get_running_loop()
-                handle = loop.call_later(delay, self._put_later, delivery_id)
-                self._timers.add(handle)
+                self._put_later(delivery_id, delay)
             else:
                 self._queue.put_nowait(delivery_id)
 
-    def _put_later(self, delivery_id: uuid.UUID) -> None:
-        self._timers = {
-            t
-            for t in self._timers
-            if not t.cancelled() and t.when() > asyncio.get_running_loop().time()
-        }
-        self._queue.put_nowait(delivery_id)
+    def _put_later(self, delivery_id: uuid.UUID, delay: float) -> None:
+        # (uvloop's timer handles have no when(): each one forgets itself when it fires.)
+        def fire() -> None:
+            self._timers.discard(handle)
+            self._queue.put_nowait(delivery_id)
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers.add(handle)
 
     async def _work(self) -> None:
         while True:
