@@ -3,6 +3,7 @@ a webhook receiver holds the signed POST, and how many deliveries one worker mak
 
     .venv/bin/python bench/handoff_notify.py [--handoffs 500] [--rate 20] [--backlog 2000]
                                              [--knowledge] [--profile FILE] [--keep] [--json]
+                                             [--only latency|throughput]
 
 The production stack, all on 127.0.0.1: a fresh PostgreSQL database migrated with
 `nectar db upgrade`; `nectar serve` (one uvicorn worker, no access log) and ONE `nectar worker`
@@ -27,6 +28,10 @@ throughput  with the worker stopped, --backlog handoffs are opened through the c
             same run: bench/floor_worker.py, a bare arq worker (same Redis, JSON serializer,
             poll delay 0.01 s, 50 jobs at once) whose job is one httpx POST of the same size to
             the same receiver, on --backlog jobs enqueued before it starts.
+
+--only runs one of the two parts (the throughput part alone first makes --warmup handoffs
+with a worker running, to prove the chain works and to size the floor's body like a real
+webhook).
 
 The report also counts the jobs the worker refused as "unable to deserialize job" (arq keeps
 that as the job's result): the API and the worker must agree on the job format (JSON), or every
@@ -461,6 +466,20 @@ class Bench:
             "load_average": load,
         }
 
+    def warm_up_only(self) -> None:
+        """Without the latency part: a few handoffs through a running worker (proof that the
+        chain works, and the size of a real webhook body for the floor)."""
+        assert self.chat is not None
+        assert self.arrivals is not None
+        self.wait_drained()
+        self.start_worker(SHORT_POLL)
+        try:
+            log(f"warm-up: {self.args.warmup} handoffs")
+            run_async(warm_up(self.chat, self.arrivals, self.args.warmup, within=60))
+            self.run.check_alive("worker")
+        finally:
+            self.run.stop("worker")
+
     # throughput
 
     def backlog(self, count: int) -> list[str]:
@@ -725,11 +744,15 @@ def bench(args: argparse.Namespace, run: Run) -> dict[str, Any]:
     b.setup()
     assert b.arrivals is not None
     results: dict[str, Any] = {"latency": []}
-    for poll in (SHORT_POLL, ARQ_POLL):
-        results["latency"].append(b.latency(poll))
+    if args.only in (None, "latency"):
+        for poll in (SHORT_POLL, ARQ_POLL):
+            results["latency"].append(b.latency(poll))
+    else:
+        b.warm_up_only()
     b.body_bytes = b.arrivals.stats.get("hook_body_bytes", 0)
-    results["floor"] = b.floor_throughput()
-    results["nectar"] = b.nectar_throughput()
+    if args.only in (None, "throughput"):
+        results["floor"] = b.floor_throughput()
+        results["nectar"] = b.nectar_throughput()
     if args.profile:
         results["profile"] = b.profile(Path(args.profile))
     results["receiver"] = b.arrivals.stats
@@ -750,33 +773,112 @@ def _cores(cpu: dict[str, float], who: str) -> str:
 
 def report(summary: dict[str, Any]) -> str:
     m, r, met = summary["machine"], summary["results"], summary["targets_met"]
-    short, slow = r["latency"]
-    nectar, floor = r["nectar"], r["floor"]
+    args = summary["args"]
+    lines = [
+        "Nectar handoff notifications: chat request -> signed webhook at a local receiver",
+        f"date:    {summary['date']}",
+        f"machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram_gib']} GiB RAM, Linux {m['kernel']}, "
+        f"Python {m['python']}; load average at start {' '.join(map(str, m['load_average']))}, "
+        f"at end {' '.join(map(str, summary['load_average_end']))}",
+        f"command: {summary['command']}",
+        "stack:   PostgreSQL + Redis, nectar serve (1 uvicorn worker) + ONE nectar worker (arq), "
+        "one webhook endpoint; bot "
+        + ("with" if args["knowledge"] else "without")
+        + " the 32 eval articles",
+    ]
+    if r["latency"]:
+        lines += [
+            "",
+            f"latency: {args['handoffs']} handoffs ('/human', a new conversation each), open "
+            f"loop at {args['rate']:g}/s after {args['warmup']} warm-up ones, from the "
+            "request's scheduled send time to the webhook's arrival",
+            *_table(_latency_rows(r["latency"], met)),
+        ]
+    if "nectar" in r:
+        lines += [
+            "",
+            f"throughput: {args['backlog']} deliveries waiting in Redis before one worker "
+            "starts; floor: a bare arq worker, one httpx POST per job (poll 0.01 s, 50 jobs at "
+            "once)",
+            *_table(_throughput_rows(r["nectar"], r["floor"], met)),
+        ]
+    lines += [
+        "",
+        "('other': CPU used on the machine by anything but the processes listed; "
+        "'generator': this process)",
+    ]
+    receiver = r["receiver"]
+    problems = {
+        k: v
+        for k, v in receiver.items()
+        if k not in ("hook_ok", "floor_ok", "hook_body_bytes") and v
+    }
+    if problems or r["repeats"]:
+        lines.append(f"receiver problems: {problems}, repeated arrivals: {r['repeats']}")
+    refused = sum(lat["refused_jobs"] for lat in r["latency"])
+    refused += r["nectar"]["refused_jobs"] if "nectar" in r else 0
+    if refused:
+        lines.append(
+            f"{refused} jobs were refused by the worker ('unable to deserialize job': the API "
+            "and the worker disagree on the job format); those deliveries waited for the "
+            "outbox sweeper."
+        )
+    for lat in r["latency"]:
+        if lat["chat_error_detail"]:
+            lines.append(
+                f"chat errors at poll {lat['poll_delay_s']:g} s: {lat['chat_error_detail']}"
+            )
+    if "profile" in r:
+        for who in ("nectar", "floor"):
+            p = r["profile"][who]
+            lines += [
+                "",
+                f"profile of the {who} worker draining another backlog (py-spy from the first "
+                f"delivery on, {p['samples']} samples, not idle):",
+                "  functions of this repository, including what they call:",
+                *(f"    {share:6.1%}  {name}" for name, share in p["ours"]),
+                "  package of the function on top of the stack:",
+                *(f"    {share:6.1%}  {name}" for name, share in p["packages"]),
+            ]
+    return "\n".join(lines)
 
-    def verdict(ok: bool) -> str:
-        return "ok" if ok else "MISSED"
 
-    lat_rows = [
+def _verdict(ok: bool | None) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    w = [max(len(row[i]) for row in rows) for i in range(3)]
+    return [
+        f"{a.ljust(w[0])}  {b.rjust(w[1])}  {c.rjust(w[2])}   {d}".rstrip() for a, b, c, d in rows
+    ]
+
+
+def _latency_rows(
+    latency: list[dict[str, Any]], met: dict[str, bool | None]
+) -> list[tuple[str, str, str, str]]:
+    short, slow = latency
+    return [
         ("", f"poll {short['poll_delay_s']:g} s", f"poll {slow['poll_delay_s']:g} s", "target"),
         (
             "p50, ms",
             _ms(short["p50_ms"]),
             _ms(slow["p50_ms"]),
-            f"<= {TARGET_P50_MS:g} ms  {verdict(met['p50'])}",
+            f"<= {TARGET_P50_MS:g} ms  {_verdict(met['p50'])}",
         ),
         ("p90, ms", _ms(short["p90_ms"]), _ms(slow["p90_ms"]), ""),
         (
             "p99, ms",
             _ms(short["p99_ms"]),
             _ms(slow["p99_ms"]),
-            f"<= {TARGET_P99_MS:g} ms {verdict(met['p99'])}",
+            f"<= {TARGET_P99_MS:g} ms {_verdict(met['p99'])}",
         ),
         ("max, ms", _ms(short["max_ms"]), _ms(slow["max_ms"]), ""),
         (
             "lost (no webhook)",
             str(short["lost"]),
             str(slow["lost"]),
-            f"0          {verdict(met['no_losses'])}",
+            f"0          {_verdict(met['no_losses'])}",
         ),
         ("chat errors", str(short["chat_errors"]), str(slow["chat_errors"]), "0"),
         (
@@ -808,13 +910,18 @@ def report(summary: dict[str, Any]) -> str:
             "",
         ),
     ]
-    tp_rows = [
+
+
+def _throughput_rows(
+    nectar: dict[str, Any], floor: dict[str, Any], met: dict[str, bool | None]
+) -> list[tuple[str, str, str, str]]:
+    return [
         ("", "nectar worker", "bare arq floor", "target"),
         (
             "deliveries/s, first to last arrival",
             f"{nectar['per_s']:,.0f}",
             f"{floor['per_s']:,.0f}",
-            f">= {TARGET_RATE:g}/s  {verdict(met['throughput'])}",
+            f">= {TARGET_RATE:g}/s  {_verdict(met['throughput'])}",
         ),
         (
             "deliveries/s, from process start",
@@ -838,7 +945,7 @@ def report(summary: dict[str, Any]) -> str:
             "lost",
             str(nectar["lost"]),
             str(floor["lost"]),
-            f"0          {verdict(met['no_losses'])}",
+            f"0          {_verdict(met['no_losses'])}",
         ),
         (
             "worker CPU per delivery, ms",
@@ -871,72 +978,6 @@ def report(summary: dict[str, Any]) -> str:
         ),
     ]
 
-    def table(rows: list[tuple[str, str, str, str]]) -> list[str]:
-        w = [max(len(row[i]) for row in rows) for i in range(3)]
-        return [
-            f"{a.ljust(w[0])}  {b.rjust(w[1])}  {c.rjust(w[2])}   {d}".rstrip()
-            for a, b, c, d in rows
-        ]
-
-    args = summary["args"]
-    lines = [
-        "Nectar handoff notifications: chat request -> signed webhook at a local receiver",
-        f"date:    {summary['date']}",
-        f"machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram_gib']} GiB RAM, Linux {m['kernel']}, "
-        f"Python {m['python']}; load average at start {' '.join(map(str, m['load_average']))}, "
-        f"at end {' '.join(map(str, summary['load_average_end']))}",
-        f"command: {summary['command']}",
-        "stack:   PostgreSQL + Redis, nectar serve (1 uvicorn worker) + ONE nectar worker (arq), "
-        "one webhook endpoint; bot "
-        + ("with" if args["knowledge"] else "without")
-        + " the 32 eval articles",
-        "",
-        f"latency: {args['handoffs']} handoffs ('/human', a new conversation each), open loop at "
-        f"{args['rate']:g}/s after {args['warmup']} warm-up ones, from the "
-        "request's scheduled send time to the webhook's arrival",
-        *table(lat_rows),
-        "",
-        f"throughput: {args['backlog']} deliveries waiting in Redis before one worker starts; "
-        "floor: a bare arq worker, one httpx POST per job (poll 0.01 s, 50 jobs at once)",
-        *table(tp_rows),
-        "",
-        "('other': CPU used on the machine by anything but the processes listed; "
-        "'generator': this process)",
-    ]
-    receiver = r["receiver"]
-    problems = {
-        k: v
-        for k, v in receiver.items()
-        if k not in ("hook_ok", "floor_ok", "hook_body_bytes") and v
-    }
-    if problems or r["repeats"]:
-        lines.append(f"receiver problems: {problems}, repeated arrivals: {r['repeats']}")
-    refused = short["refused_jobs"] + slow["refused_jobs"] + nectar["refused_jobs"]
-    if refused:
-        lines.append(
-            f"{refused} jobs were refused by the worker ('unable to deserialize job': the API "
-            "and the worker disagree on the job format); those deliveries waited for the "
-            "outbox sweeper."
-        )
-    for lat in (short, slow):
-        if lat["chat_error_detail"]:
-            lines.append(
-                f"chat errors at poll {lat['poll_delay_s']:g} s: {lat['chat_error_detail']}"
-            )
-    if "profile" in r:
-        for who in ("nectar", "floor"):
-            p = r["profile"][who]
-            lines += [
-                "",
-                f"profile of the {who} worker draining another backlog (py-spy from the first "
-                f"delivery on, {p['samples']} samples, not idle):",
-                "  functions of this repository, including what they call:",
-                *(f"    {share:6.1%}  {name}" for name, share in p["ours"]),
-                "  package of the function on top of the stack:",
-                *(f"    {share:6.1%}  {name}" for name, share in p["packages"]),
-            ]
-    return "\n".join(lines)
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(
@@ -962,6 +1003,11 @@ def main() -> int:
         help="then profile both workers on another backlog with py-spy (raw stacks to FILE "
         "and FILE.floor)",
     )
+    parser.add_argument(
+        "--only",
+        choices=("latency", "throughput"),
+        help="run only this part (default: both)",
+    )
     add_service_arguments(parser)
     args = parser.parse_args()
     if min(args.handoffs, args.backlog, args.warmup) < 1 or args.rate <= 0:
@@ -982,8 +1028,8 @@ def main() -> int:
     finally:
         run.close()
 
-    short, _slow = results["latency"]
-    lost = sum(x["lost"] for x in results["latency"]) + results["nectar"]["lost"]
+    latency, nectar, floor = results["latency"], results.get("nectar"), results.get("floor")
+    lost = sum(x["lost"] for x in latency) + sum(x["lost"] for x in (nectar, floor) if x)
     summary = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": info,
@@ -999,15 +1045,18 @@ def main() -> int:
                 "backlog",
                 "connections",
                 "knowledge",
+                "only",
             )
         },
         "results": results,
     }
+    # None: that part was not run.
+    short = latency[0] if latency else None
     summary["targets_met"] = {
-        "p50": short["p50_ms"] is not None and short["p50_ms"] <= TARGET_P50_MS,
-        "p99": short["p99_ms"] is not None and short["p99_ms"] <= TARGET_P99_MS,
-        "throughput": results["nectar"]["per_s"] >= TARGET_RATE,
-        "no_losses": lost == 0 and results["floor"]["lost"] == 0,
+        "p50": short["p50_ms"] is not None and short["p50_ms"] <= TARGET_P50_MS if short else None,
+        "p99": short["p99_ms"] is not None and short["p99_ms"] <= TARGET_P99_MS if short else None,
+        "throughput": nectar["per_s"] >= TARGET_RATE if nectar else None,
+        "no_losses": lost == 0,
     }
     print(json.dumps(summary, indent=2) if args.json else report(summary))
     return 0

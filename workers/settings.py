@@ -6,6 +6,8 @@ every few seconds and the SLA check every 30 s (arq runs each tick on one worker
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import logging
 import uuid
@@ -68,9 +70,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["runtime"] = Runtime(
         engine, settings.nectar_bots, channels, queue.enqueue, settings.public_url
     )
+    if ctx.get("freeze_gc"):
+        # What start-up built lives as long as the process: out of the cyclic collector's
+        # way, whose full collections walked all of it (~0.1 ms of CPU per delivery).
+        gc.collect()
+        gc.freeze()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if "runtime" in ctx:
+        await ctx["runtime"].store.aclose()
     if "channels" in ctx:
         await ctx["channels"].aclose()
     if "engine" in ctx:
@@ -150,5 +159,19 @@ def _populate() -> None:
 _populate()
 
 
+def event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (it comes with uvicorn[standard]): the worker spends much of its
+    time in the event loop, switching between many short jobs."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def run_worker(settings: Settings) -> None:
-    arq_run_worker(worker_settings(settings))
+    # arq's Worker runs on the current event loop.
+    asyncio.set_event_loop(event_loop())
+    values = worker_settings(settings)
+    values["ctx"]["freeze_gc"] = True  # this process is the worker (not a test hosting one)
+    arq_run_worker(values)

@@ -150,6 +150,8 @@ def test_a_phone_number_followed_by_another_number() -> None:
         "15.01.2024",
         "on 05-06-2024 10:30",
         "2024-01-15T10:30:00Z",
+        "2026-11-22T07:08:15.592495+00:00",  # an event's occurred_at
+        "2024-01-15 10:30",
         "at 10:30:45",
         "call me on 15.01.2024",
         "call 2.14.3 the stable one",
@@ -194,6 +196,7 @@ def test_scrub_view_covers_every_free_text_field() -> None:
     original = view(
         summary="Ada (ada@example.com) wants a refund to DE89370400440532013000.",
         user_name="ada@example.com",
+        assignee_name="carol@corp.example",
         resolution_notes="Refunded card 4111 1111 1111 1111; called +44 20 7946 0958.",
         transcript=[
             {"role": "user", "content": "My SSN is 123-45-6789"},
@@ -203,6 +206,7 @@ def test_scrub_view_covers_every_free_text_field() -> None:
     scrubbed = scrub_view(original)
     assert scrubbed.summary == "Ada ([email]) wants a refund to [iban]."
     assert scrubbed.user_name == "[email]"
+    assert scrubbed.assignee_name == "[email]"
     assert scrubbed.resolution_notes == "Refunded card [card]; called [phone]."
     assert scrubbed.transcript == [
         {"role": "user", "content": "My SSN is [ssn]"},

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from arq import create_pool
 from arq.worker import Worker
 from redis.asyncio import Redis
 
@@ -19,7 +20,14 @@ from nectar.app import create_app
 from nectar.settings import Settings
 from tests.conftest import make_settings
 from tests.notifications.test_outbox import open_handoff, poll, write_config
-from workers.settings import queue_name, worker_settings
+from workers.settings import (
+    arq_redis_settings,
+    deserialize,
+    event_loop,
+    queue_name,
+    serialize,
+    worker_settings,
+)
 
 
 @contextlib.asynccontextmanager
@@ -32,6 +40,10 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # Jobs already started finish first: close() cancels the ones still running and then
+        # raises their CancelledError (a test may stop the worker while one records its
+        # outcome, after the effect it waited for became visible).
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
         await worker.close()
 
 
@@ -94,3 +106,41 @@ async def test_a_flushed_queue_is_refilled_by_the_sweeper(
             assert got[0]["handoff_id"] == hid
     finally:
         await redis.aclose()
+
+
+def test_the_worker_runs_its_jobs_on_uvloop(
+    database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """``nectar worker`` runs arq on the loop ``event_loop()`` makes: uvloop."""
+    settings = make_settings(
+        database_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        config=write_config(tmp_path),
+    )
+    loop = event_loop()
+    assert type(loop).__module__.startswith("uvloop")
+
+    async def ping_through_a_burst_worker() -> Any:
+        pool = await create_pool(
+            arq_redis_settings(settings),
+            job_serializer=serialize,
+            job_deserializer=deserialize,
+            default_queue_name=queue_name(settings),
+        )
+        try:
+            job = await pool.enqueue_job("ping")
+            assert job is not None
+            worker = Worker(**worker_settings(settings, handle_signals=False, burst=True))
+            try:
+                await worker.main()  # a burst worker returns once the queue is empty
+            finally:
+                await worker.close()
+            return await job.result(timeout=5)
+        finally:
+            await pool.aclose()
+
+    try:
+        assert loop.run_until_complete(ping_through_a_burst_worker()) == "pong"
+    finally:
+        loop.close()

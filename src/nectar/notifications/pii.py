@@ -21,8 +21,8 @@ digits) match none of these. Scrubbing is idempotent: the placeholders hold no d
 scrubbed in linear time: no pattern can backtrack across a whole run.
 
 ``scrub_view`` covers a handoff's free text; ``scrub_delivery`` also covers the event data
-(a cancellation's reason, names), and the Zendesk, ServiceNow and webhook channels apply it
-themselves whatever the worker already did.
+(a cancellation's reason, names). The worker applies ``scrub_delivery`` once to every delivery
+it hands to an external channel (``nectar.notifications.tasks``); channels do not scrub again.
 """
 
 from __future__ import annotations
@@ -79,6 +79,13 @@ _ANNOUNCED = re.compile(
     r"\s*[:#]?\s*(?P<number>\+?\(?\d(?:[ ().-]{0,2}\d){6,14})(?![\w]|[.,-]\d)"
 )
 _DATE_LIKE = re.compile(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}")
+# Every pattern above needs a digit or an "@": text with neither is left as it is, without
+# running them (most of a transcript: a notification scrubs a dozen texts).
+_MAY_HOLD_PII = re.compile(r"[\d@]")
+# A whole value that is a timestamp (an event's occurred_at) holds nothing personal.
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?(?:Z|[+-]\d\d:?\d\d)?"
+)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -198,7 +205,7 @@ def _replace_announced(match: re.Match[str]) -> str:
 
 def scrub(text: str) -> str:
     """``text`` with emails, IBANs, SSNs, card numbers and phone numbers replaced."""
-    if not text:
+    if not text or not _MAY_HOLD_PII.search(text) or _TIMESTAMP.fullmatch(text):
         return text
     text = _EMAIL.sub(EMAIL, text)
     text = _scrub_ibans(text)
@@ -211,11 +218,13 @@ def scrub(text: str) -> str:
 
 
 def scrub_view(view: HandoffView) -> HandoffView:
-    """The same view with every free-text field a user may have typed into scrubbed."""
+    """The same view with every free-text field a user may have typed into scrubbed (a
+    name may be an email address)."""
     return dataclasses.replace(
         view,
         summary=scrub(view.summary),
         user_name=scrub(view.user_name) if view.user_name else view.user_name,
+        assignee_name=scrub(view.assignee_name) if view.assignee_name else view.assignee_name,
         resolution_notes=(
             scrub(view.resolution_notes) if view.resolution_notes else view.resolution_notes
         ),

@@ -23,8 +23,9 @@ class EventType(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class HandoffView:
-    """What a notification may say about a handoff. For external channels the text fields
-    are already scrubbed of PII (emails, phones, cards, IBANs, SSNs)."""
+    """What a notification may say about a handoff. An external channel gets it (and the
+    delivery's ``data``) already scrubbed of PII (emails, phones, cards, IBANs, SSNs) by the
+    worker, so it sends what it is given."""
 
     id: str
     bot_id: str
@@ -91,7 +92,7 @@ class DeliveryFailed(Exception):
 
 class Channel(Protocol):
     name: ClassVar[str]
-    # True for channels that leave our system: their HandoffView must be PII-scrubbed.
+    # True for channels that leave our system: the worker PII-scrubs their deliveries.
     external: ClassVar[bool]
 
     async def send(self, delivery: Delivery) -> SendResult: ...

@@ -1,13 +1,18 @@
-"""POSTing to a platform: the SSRF check, the timeout, and what a status code means."""
+"""POSTing to a platform: the SSRF check, the timeout, what a status code means, and the gate
+that keeps the shared client's connection pool small."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
+import httpcore
 import httpx
 
+from nectar.notifications.channels.asyncio_net import AsyncioBackend
 from nectar.notifications.channels.base import DeliveryFailed, SendResult
 from nectar.notifications.netguard import NetGuard
 
@@ -95,3 +100,69 @@ class HttpChannel(Generic[ConfigT]):
 
     async def aclose(self) -> None:
         """Nothing to release: the HTTP client belongs to the registry."""
+
+
+class GatedTransport(httpx.AsyncBaseTransport):
+    """At most ``size`` requests on the wire at once; the others wait here, in turn, for as
+    long as the client's pool timeout allows.
+
+    httpcore (1.0.x) does work on every request start and end that grows with the square of
+    its open connections and with the requests queued inside it (it walks them all), and it
+    closes an idle connection whenever more than ``max_keepalive_connections`` are open. A
+    worker runs many jobs at once: waiting here keeps httpcore's pool small and all of it
+    alive, and a local POST then costs the worker a fraction of the CPU."""
+
+    def __init__(self, size: int) -> None:
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        self._transport = httpx.AsyncHTTPTransport(limits=limits)
+        # The pool httpx builds (its TLS context and limits), on asyncio's own streams rather
+        # than anyio's (see asyncio_net).
+        self._transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=size,
+            max_keepalive_connections=size,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=AsyncioBackend(),
+        )
+        self._slots = asyncio.Semaphore(size)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._slots.locked():
+            wait = request.extensions.get("timeout", {}).get("pool")
+            try:
+                async with asyncio.timeout(wait):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise httpx.PoolTimeout("no connection became free", request=request) from None
+        else:
+            await self._slots.acquire()  # a free slot: taken at once, no timer needed
+        try:
+            response = await self._transport.handle_async_request(request)
+        except BaseException:
+            self._slots.release()
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _Releasing(response.stream, self._slots.release)
+        return response
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class _Releasing(httpx.AsyncByteStream):
+    """A response body that gives its slot back once it is closed (read to the end or not)."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._stream = stream
+        self._release: Callable[[], None] | None = release
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()

@@ -34,7 +34,6 @@ from urllib.parse import quote
 import httpx
 
 from nectar.config import ServiceNowConfig
-from nectar.notifications import pii
 from nectar.notifications.channels import tickets
 from nectar.notifications.channels.base import (
     Delivery,
@@ -266,7 +265,6 @@ class ServiceNowChannel(HttpChannel[ServiceNowConfig]):
 
     async def send(self, delivery: Delivery) -> SendResult:
         self._check_config()
-        delivery = pii.scrub_delivery(delivery)
         group = self._config.assignment_group
         if delivery.event is EventType.test:
             return await self._create(delivery, self_test_incident(delivery, group))

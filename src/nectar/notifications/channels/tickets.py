@@ -2,7 +2,7 @@
 description of a new handoff and the internal note of each follow-up.
 
 Headlines come from ``wording`` so a ticket tells the same story as Slack, Teams and
-PagerDuty. The channels pass a delivery already scrubbed with ``pii.scrub_delivery``.
+PagerDuty. The worker scrubbed the delivery of PII before the channel got it.
 """
 
 from __future__ import annotations

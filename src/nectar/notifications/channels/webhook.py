@@ -36,8 +36,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from nectar.config import WebhookConfig, WebhookEndpoint
-from nectar.notifications import pii
-from nectar.notifications.channels.base import Delivery, DeliveryFailed, EventType, SendResult
+from nectar.notifications.channels.base import (
+    Delivery,
+    DeliveryFailed,
+    EventType,
+    HandoffView,
+    SendResult,
+)
 from nectar.notifications.channels.http import HttpChannel, check_response, request
 from nectar.notifications.channels.wording import TEST_TEXT
 from nectar.notifications.netguard import NetGuard
@@ -46,6 +51,7 @@ log = logging.getLogger(__name__)
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of every secret, not a secret
 TEST_TYPE = "nectar.test"
+_VIEW_FIELDS = tuple(f.name for f in dataclasses.fields(HandoffView))
 
 
 def event_type(event: EventType) -> str:
@@ -85,7 +91,8 @@ def payload(delivery: Delivery, now: datetime) -> dict[str, Any]:
         text = message.strip() if isinstance(message, str) and message.strip() else TEST_TEXT
         data: dict[str, Any] = {"message": text, "test": True}
     else:
-        data = dataclasses.asdict(delivery.handoff)
+        # Its fields as they are (no deep copy: the body is serialised, never changed).
+        data = {name: getattr(delivery.handoff, name) for name in _VIEW_FIELDS}
     return {"type": event_type(delivery.event), "timestamp": when, "data": data}
 
 
@@ -113,6 +120,7 @@ class WebhookChannel(HttpChannel[WebhookConfig]):
     ) -> None:
         super().__init__(config, client=client, guard=guard)
         self._clock = clock  # unix seconds; tests move it to check that replays are refused
+        self._keys: dict[str, bytes] = {}  # decoded secrets by endpoint URL
 
     def _endpoint(self, url: str) -> WebhookEndpoint | None:
         for endpoint in self._config.endpoints:
@@ -137,8 +145,9 @@ class WebhookChannel(HttpChannel[WebhookConfig]):
         endpoint = self._endpoint(delivery.recipient)
         if endpoint is None:
             raise DeliveryFailed(f"{what}: no such endpoint is configured", retriable=False)
-        key = secret_key(endpoint.secret.get_secret_value())
-        delivery = pii.scrub_delivery(delivery)
+        key = self._keys.get(endpoint.url)
+        if key is None:
+            key = self._keys[endpoint.url] = secret_key(endpoint.secret.get_secret_value())
         now = self._clock()
         message = payload(delivery, datetime.fromtimestamp(now, UTC))
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()

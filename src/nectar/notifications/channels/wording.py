@@ -9,15 +9,14 @@ same story. Besides the ``HandoffView``, these keys of ``Delivery.data`` are rea
 * ``why``: why a handoff was cancelled ("user left"...);
 * ``from_urgency`` and ``breach`` (``accept`` or ``resolve``): an SLA escalation.
 
-``data`` is not scrubbed by the worker, and names fall back to email addresses, so every
-text taken from it (and the assignee's name) goes through ``pii.scrub`` here.
+The worker scrubbed all of it (the handoff's text, the assignee's name and ``data``) of PII
+before the channel got the delivery.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from nectar.notifications import pii
 from nectar.notifications.channels.base import Delivery, DeliveryFailed, EventType, HandoffView
 
 TEST_TITLE = "Nectar test notification"
@@ -54,7 +53,7 @@ def _text(delivery: Delivery, key: str, limit: int = 200) -> str | None:
     value = delivery.data.get(key)
     if not isinstance(value, str) or not value.strip():
         return None
-    return clip(pii.scrub(value), limit)
+    return clip(value, limit)
 
 
 def actor(delivery: Delivery) -> str | None:
@@ -64,7 +63,7 @@ def actor(delivery: Delivery) -> str | None:
 def assignee(delivery: Delivery) -> str | None:
     handoff = delivery.handoff
     if handoff is not None and handoff.assignee_name:
-        return clip(pii.scrub(handoff.assignee_name), 200)
+        return clip(handoff.assignee_name, 200)
     return _text(delivery, "assignee_name")
 
 

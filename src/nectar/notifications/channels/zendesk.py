@@ -39,7 +39,6 @@ from urllib.parse import quote
 import httpx
 
 from nectar.config import ZendeskConfig
-from nectar.notifications import pii
 from nectar.notifications.channels import tickets
 from nectar.notifications.channels.base import (
     Delivery,
@@ -271,7 +270,6 @@ class ZendeskChannel(HttpChannel[ZendeskConfig]):
 
     async def send(self, delivery: Delivery) -> SendResult:
         self._check_config()
-        delivery = pii.scrub_delivery(delivery)
         if delivery.event is EventType.test:
             return await self._create(delivery, self_test_ticket(delivery))
         handoff = require_handoff(delivery)
