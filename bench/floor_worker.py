@@ -7,7 +7,11 @@ httpx POST to the webhook receiver, and nothing else.
 Configured like Nectar's worker (workers/settings.py): JSON job serializer, poll delay
 0.01 s, 50 jobs at once, keep_result=0, one shared httpx.AsyncClient. So the difference
 between the two is what Nectar's delivery job does beyond the POST (database work, the
-payload, the signature, the attempt record). The job's body is ``{"key": ..., "pad": ...}``,
+payload, the signature, the attempt record). It is deliberately left plain, as it has
+always been measured: arq's stock asyncio loop and httpx's default client, where Nectar's
+worker runs on uvloop and gates its client (at most 10 requests on the wire, asyncio streams
+under httpcore; see nectar/notifications/channels/http.py). Those are part of Nectar's
+figure, not of the floor's. The job's body is ``{"key": ..., "pad": ...}``,
 padded to ``BENCH_FLOOR_BODY_BYTES`` so that it is about the size of a real webhook payload.
 """
 
