@@ -131,3 +131,23 @@ async def test_keep_alive_connections_are_reused() -> None:
         for _ in range(5):
             assert (await client.get(f"http://127.0.0.1:{port}/")).text == "ok"
     assert len(connections) == 1
+
+
+async def test_a_request_goes_out_in_one_piece_when_its_answer_is_awaited() -> None:
+    pieces: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pieces.append(await reader.read(65536))
+        writer.write(OK)
+        await writer.drain()
+
+    head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n\r\n"
+    async with server(record) as (port, _):
+        stream = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
+        await stream.write(head, timeout=5)  # httpcore writes the headers, then the body
+        await stream.write(b"body", timeout=5)
+        await asyncio.sleep(0.05)
+        assert pieces == []
+        assert (await stream.read(65536, timeout=5)).startswith(b"HTTP/1.1 200 OK")
+        await stream.aclose()
+    assert pieces == [head + b"body"]

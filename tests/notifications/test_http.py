@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nectar.notifications.channels.http import GatedTransport, request
+from nectar.notifications.channels.http import GatedTransport, basic_auth, request
 from nectar.notifications.registry import HTTP_CONNECTIONS, build_channels
 from tests.notifications.platforms import LOCAL, dead_port, failure, receiver
 
@@ -61,6 +61,40 @@ async def test_waiting_longer_than_the_pool_timeout_is_a_retriable_timeout() -> 
     assert len(platform.requests) == 1  # the one that timed out never left
 
 
+async def test_a_cookie_one_answer_sets_is_never_sent_back() -> None:
+    async with receiver() as platform, gated(2) as client:
+        platform.then(200, {}, headers={"Set-Cookie": "session=abc; Path=/"})
+        for _ in range(2):
+            await request(client, LOCAL, "POST", f"{platform.url}/hook", "platform", json={})
+    assert [r.headers.get("cookie") for r in platform.requests] == [None, None]
+
+
+async def test_credentials_and_query_go_with_the_request() -> None:
+    async with receiver() as platform, gated(2) as client:
+        await request(
+            client,
+            LOCAL,
+            "GET",
+            f"{platform.url}/api",
+            "platform",
+            params={"b": "2 3"},
+            headers=basic_auth("ada@example.com/token", "s3cret"),
+        )
+    (sent,) = platform.requests
+    assert sent.headers["authorization"] == "Basic YWRhQGV4YW1wbGUuY29tL3Rva2VuOnMzY3JldA=="
+    assert sent.headers["user-agent"].startswith("python-httpx/")  # the client's own headers
+    assert sent.query == "b=2+3"
+
+
+async def test_a_closed_client_sends_nothing() -> None:
+    async with receiver() as platform:
+        client = gated(1)
+        await client.aclose()
+        with pytest.raises(RuntimeError):
+            await request(client, LOCAL, "GET", f"{platform.url}/", "platform")
+    assert platform.requests == []
+
+
 def test_the_shared_client_is_gated(tmp_path: Path) -> None:
     from nectar.config import load_config
     from nectar.events import MemoryBus
@@ -70,5 +104,5 @@ def test_the_shared_client_is_gated(tmp_path: Path) -> None:
     channels = build_channels(config, None, MemoryBus())  # type: ignore[arg-type]
     transport = channels._client._transport  # type: ignore[union-attr]
     assert isinstance(transport, GatedTransport)
-    assert transport._slots._value == HTTP_CONNECTIONS
+    assert transport.pool.size == HTTP_CONNECTIONS
     asyncio.run(channels.aclose())

@@ -87,6 +87,13 @@ def test_an_iban_after_a_word_that_looks_like_one() -> None:
     assert scrub("ab12 DE89370400440532013000 is mine") == "ab12 [iban] is mine"
 
 
+def test_an_iban_with_hardly_any_digits_is_still_found() -> None:
+    # Its check digits and a BBAN of letters: no more digits than "1 user message" holds.
+    assert iban_valid("GB65WESTABCDEFGHIJKL")
+    assert scrub("Pay GB65WESTABCDEFGHIJKL, 1 user message") == "Pay [iban], 1 user message"
+    assert scrub("The user wrote: 1 user message") == "The user wrote: 1 user message"
+
+
 def test_ssns() -> None:
     assert scrub("SSN 123-45-6789.") == "SSN [ssn]."
     # Areas 000, 666 and 900-999, group 00 and serial 0000 are never issued.

@@ -17,7 +17,7 @@ from nectar.notifications.channels.in_app import InAppChannel
 from nectar.notifications.netguard import NetGuard
 
 # At most this many requests of a worker process on the wire at once; more wait their turn
-# (see GatedTransport: httpcore's own pool gets costly as it grows). Ten keep a busy worker
+# (see channels/connections.py: few connections, each reused). Ten keep a busy worker
 # cheap (with 50 jobs at once, a local POST cost 40% fewer instructions than through httpx's
 # default pool) and still allow 20 to 50 deliveries a second to platforms that take 200-500
 # ms to answer; more workers for more.

@@ -25,11 +25,23 @@ import httpcore
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
+    """What httpcore writes is held until it next reads (or starts TLS), then sent in one
+    piece: httpcore writes a request's headers and its body separately, and on loopback
+    each send is most of a delivery's network cost (the kernel delivers the segment there
+    and then). A client always reads the answer to what it wrote, so nothing waits longer."""
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+        self._unsent: list[bytes] = []
+        self._write_timeout: float | None = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._unsent:
+            # As httpcore does with a failed write: the server may have answered (an error
+            # status, then a close) before taking the whole request; the read tells.
+            with contextlib.suppress(httpcore.WriteError):
+                await self._flush()
         try:
             async with asyncio.timeout(timeout):
                 return await self._reader.read(max_bytes)
@@ -39,12 +51,19 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ReadError(str(exc)) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
+        if buffer:
+            self._unsent.append(buffer)
+            self._write_timeout = timeout
+
+    async def _flush(self) -> None:
+        unsent = self._unsent
+        data = unsent[0] if len(unsent) == 1 else b"".join(unsent)
+        unsent.clear()
         try:
-            self._writer.write(buffer)
-            async with asyncio.timeout(timeout):
-                await self._writer.drain()
+            self._writer.write(data)
+            if self._writer.transport.get_write_buffer_size():  # the kernel took only part
+                async with asyncio.timeout(self._write_timeout):
+                    await self._writer.drain()
         except TimeoutError:
             raise httpcore.WriteTimeout("timed out writing") from None
         except OSError as exc:
@@ -61,6 +80,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        if self._unsent:  # a proxy's CONNECT is answered first: never the case in practice
+            await self._flush()
         try:
             async with asyncio.timeout(timeout):
                 await self._writer.start_tls(ssl_context, server_hostname=server_hostname)

@@ -1,23 +1,24 @@
-"""POSTing to a platform: the SSRF check, the timeout, what a status code means, and the gate
-that keeps the shared client's connection pool small."""
+"""POSTing to a platform: the SSRF check, the timeout, what a status code means, and the
+shared client's transport (few connections, gated)."""
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import email.utils
+import functools
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
-import httpcore
 import httpx
 
 from nectar.notifications.channels.asyncio_net import AsyncioBackend
 from nectar.notifications.channels.base import DeliveryFailed, SendResult
+from nectar.notifications.channels.connections import GatedPool
 from nectar.notifications.netguard import NetGuard
 
 RETRIABLE_STATUS = {408, 425, 429}
 MAX_RETRY_AFTER = 3600.0
+KEEPALIVE_SECONDS = 5.0  # httpx's default: an idle connection is closed after this
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -53,23 +54,72 @@ def check_response(response: httpx.Response, what: str) -> SendResult:
     raise DeliveryFailed(f"{what} answered {status}: {body}", retriable=False, status_code=status)
 
 
+def basic_auth(username: str, password: str) -> dict[str, str]:
+    """The Authorization header of HTTP Basic auth, as httpx.BasicAuth would send it."""
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(url: str) -> httpx.URL:
+    """A URL parsed once: a worker calls the same few again and again (httpx's URLs are
+    immutable; an invalid one raises httpx.InvalidURL and is not kept)."""
+    return httpx.URL(url)
+
+
 async def request(
     client: httpx.AsyncClient,
     guard: NetGuard,
     method: str,
     url: str,
     what: str,
-    **kwargs: Any,
+    *,
+    content: bytes | None = None,
+    json: Any = None,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    """Send, mapping transport failures to retriable DeliveryFailed. Redirects are not
-    followed (a redirect to an internal address would bypass the SSRF check)."""
+    """Send one request and read its body, mapping transport failures to retriable
+    DeliveryFailed. Redirects are not followed (a redirect to an internal address would bypass
+    the SSRF check).
+
+    The request goes straight to the client's transport with the client's headers and
+    timeout: httpx.AsyncClient.send's pipeline (auth flow, redirect handling, cookie jar,
+    event hooks) is none of it wanted here and cost a busy worker a tenth of its CPU. So no
+    cookie a platform sets is kept or sent to anyone, and credentials go as headers
+    (``basic_auth``)."""
     await guard.check(url)
+    if client.is_closed:
+        raise RuntimeError("the HTTP client is closed")
+    if headers:
+        merged = client.headers.copy()
+        merged.update(headers)
+    else:
+        merged = client.headers
+    outgoing = httpx.Request(
+        method,
+        _parsed(url),
+        content=content,
+        json=json,
+        params=params or None,
+        headers=merged,
+        extensions={"timeout": client.timeout.as_dict()},
+    )
+    # Mounted transports (none on ours) are the client's, by URL; httpx is pinned.
+    transport = client._transport_for_url(outgoing.url)
     try:
-        return await client.request(method, url, follow_redirects=False, **kwargs)
+        response = await transport.handle_async_request(outgoing)
+        response.request = outgoing
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()  # gives the connection (and the gate's slot) back
+            raise
     except httpx.TimeoutException:
         raise DeliveryFailed(f"{what} timed out", retriable=True) from None
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"{what}: {type(exc).__name__}: {exc}", retriable=True) from None
+    return response
 
 
 async def post_json(
@@ -103,66 +153,25 @@ class HttpChannel(Generic[ConfigT]):
 
 
 class GatedTransport(httpx.AsyncBaseTransport):
-    """At most ``size`` requests on the wire at once; the others wait here, in turn, for as
-    long as the client's pool timeout allows.
-
-    httpcore (1.0.x) does work on every request start and end that grows with the square of
-    its open connections and with the requests queued inside it (it walks them all), and it
-    closes an idle connection whenever more than ``max_keepalive_connections`` are open. A
-    worker runs many jobs at once: waiting here keeps httpcore's pool small and all of it
-    alive, and a local POST then costs the worker a fraction of the CPU."""
+    """httpx's transport (its requests, responses and errors) on the worker's own
+    connections: at most ``size`` requests on the wire at once, the others waiting their
+    turn for as long as the client's pool timeout allows (see ``connections``), on asyncio's
+    own streams (see ``asyncio_net``)."""
 
     def __init__(self, size: int) -> None:
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        self._transport = httpx.AsyncHTTPTransport(limits=limits)
-        # The pool httpx builds (its TLS context and limits), on asyncio's own streams rather
-        # than anyio's (see asyncio_net).
-        self._transport._pool = httpcore.AsyncConnectionPool(
+        self._transport = httpx.AsyncHTTPTransport()
+        self.pool = GatedPool(
+            size,
             ssl_context=httpx.create_ssl_context(),
-            max_connections=size,
-            max_keepalive_connections=size,
-            keepalive_expiry=limits.keepalive_expiry,
+            keepalive_expiry=KEEPALIVE_SECONDS,
             network_backend=AsyncioBackend(),
         )
-        self._slots = asyncio.Semaphore(size)
+        # httpx is pinned: its transport only ever calls handle_async_request and aclose on
+        # its pool (it is never entered as a context manager here).
+        self._transport._pool = self.pool  # type: ignore[assignment]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._slots.locked():
-            wait = request.extensions.get("timeout", {}).get("pool")
-            try:
-                async with asyncio.timeout(wait):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise httpx.PoolTimeout("no connection became free", request=request) from None
-        else:
-            await self._slots.acquire()  # a free slot: taken at once, no timer needed
-        try:
-            response = await self._transport.handle_async_request(request)
-        except BaseException:
-            self._slots.release()
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _Releasing(response.stream, self._slots.release)
-        return response
+        return await self._transport.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
-
-
-class _Releasing(httpx.AsyncByteStream):
-    """A response body that gives its slot back once it is closed (read to the end or not)."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
-        self._stream = stream
-        self._release: Callable[[], None] | None = release
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._stream.__aiter__()
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()

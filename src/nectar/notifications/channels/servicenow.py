@@ -42,7 +42,12 @@ from nectar.notifications.channels.base import (
     HandoffView,
     SendResult,
 )
-from nectar.notifications.channels.http import HttpChannel, check_response, request
+from nectar.notifications.channels.http import (
+    HttpChannel,
+    basic_auth,
+    check_response,
+    request,
+)
 from nectar.notifications.channels.wording import TEST_TITLE, clip, headline, require_handoff
 
 log = logging.getLogger(__name__)
@@ -166,8 +171,10 @@ class ServiceNowChannel(HttpChannel[ServiceNowConfig]):
                 WHAT,
                 json=json,
                 params={"sysparm_fields": FIELDS, **(params or {})},
-                auth=httpx.BasicAuth(self._config.username or "", password),
-                headers={"Accept": "application/json"},
+                headers={
+                    "Accept": "application/json",
+                    **basic_auth(self._config.username or "", password),
+                },
             )
         except httpx.InvalidURL:
             raise DeliveryFailed(

@@ -47,7 +47,12 @@ from nectar.notifications.channels.base import (
     HandoffView,
     SendResult,
 )
-from nectar.notifications.channels.http import HttpChannel, check_response, request
+from nectar.notifications.channels.http import (
+    HttpChannel,
+    basic_auth,
+    check_response,
+    request,
+)
 from nectar.notifications.channels.wording import TEST_TITLE, require_handoff
 
 log = logging.getLogger(__name__)
@@ -122,9 +127,9 @@ class ZendeskChannel(HttpChannel[ZendeskConfig]):
         # Accept the API root as well as the account URL.
         return endpoint.removesuffix("/api/v2")
 
-    def _auth(self) -> httpx.BasicAuth:
+    def _auth(self) -> dict[str, str]:
         token = self._config.api_key.get_secret_value() if self._config.api_key else ""
-        return httpx.BasicAuth(f"{self._config.email}/token", token)
+        return basic_auth(f"{self._config.email}/token", token)
 
     def _check_config(self) -> None:
         missing = [
@@ -145,7 +150,13 @@ class ZendeskChannel(HttpChannel[ZendeskConfig]):
             )
 
     async def _call(
-        self, method: str, path: str, *, json: Any = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[httpx.Response, SendResult]:
         try:
             response = await request(
@@ -155,8 +166,8 @@ class ZendeskChannel(HttpChannel[ZendeskConfig]):
                 f"{self._base()}{path}",
                 WHAT,
                 json=json,
-                auth=self._auth(),
-                **kwargs,
+                params=params,
+                headers={**(headers or {}), **self._auth()},
             )
         except httpx.InvalidURL:
             raise DeliveryFailed(
