@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from nectar.chat.responders.base import Answer, Question, Source
 from nectar.chat.responders.lexicon import Term, is_chatter, is_code, is_light_verb, is_number
 from nectar.chat.responders.passages import (
+    FIRST_BLOCK,
+    IN_LABELS,
+    IN_TEXT,
+    IN_TITLE,
     Article,
     Unit,
     articles,
@@ -55,7 +59,7 @@ R_COV, R_TOG, R_TITLE, R_LABELS, R_PRIOR = 0.7, 0.8, 0.8, 0.3, 0.25
 # Confidence: a logistic curve over the evidence, a weighted sum of how much of the question
 # the reply itself covers (what the asker gets, so it weighs most), how much the article
 # covers, and how clearly the article beats the next one. Words that only frame the question
-# are not missing when absent (see _share_of_question). Centred so that half the question's
+# are not missing when absent (see _shares_of_question). Centred so that half the question's
 # weight found is "unsure", three quarters is "sure"; set on labelled questions of our own
 # and the evaluation set, not per question.
 W_COVERAGE, W_REPLY, W_MARGIN = 0.35, 0.55, 0.1
@@ -116,7 +120,17 @@ class _Query:
     Results are remembered per vocabulary for the turn: the same sets are asked about again.
     """
 
-    __slots__ = ("_covered", "_credits", "by_stem", "stems", "terms", "total", "weights")
+    __slots__ = (
+        "_covered",
+        "_credits",
+        "by_stem",
+        "found",
+        "order",
+        "stems",
+        "terms",
+        "total",
+        "weights",
+    )
 
     def __init__(self, terms: list[Term]) -> None:
         self.terms = terms
@@ -128,6 +142,13 @@ class _Query:
                 by_stem.setdefault(s, []).append((i, credit))
         self.by_stem = by_stem
         self.stems = frozenset(by_stem)
+        # Every (stem, term, credit), by term and then best credit first: the first of a
+        # term's stems found in a place gives the term's credit there.
+        self.order = sorted(
+            ((s, i, credit) for s, entries in by_stem.items() for i, credit in entries),
+            key=lambda e: (e[1], -e[2]),
+        )
+        self.found: list[list[tuple[int, float, int]]] = []
         self._credits: dict[frozenset[str], dict[int, float]] = {}
         self._covered: dict[frozenset[str], float] = {}
 
@@ -137,9 +158,6 @@ class _Query:
         # for long?" is all small words, and matching them says nothing.
         self.total = max(1.0, sum(weights))
         self._covered.clear()
-
-    def pairs(self) -> list[tuple[Term, float]]:
-        return list(zip(self.terms, self.weights, strict=True))
 
     def credits(self, vocab: frozenset[str]) -> dict[int, float]:
         """Each term found in ``vocab`` (by its index) with its best credit: ``Term.match``
@@ -157,38 +175,69 @@ class _Query:
                     found[i] = credit
         return found
 
-    def evidence(self, article: Article) -> tuple[float, float, float, float]:
-        """The weight of the terms the article has in its words, in its title and headings,
-        in its bold labels, and the most any one of its blocks has: one pass over the few
-        words of the question the article has at all."""
-        words = self.stems & article.words
-        if not words:
+    def locate(self, article: Article) -> list[tuple[int, float, int]]:
+        """The terms the article has, in term order, each as (term, credit, places): the
+        places (``Article.places`` bits) where that credit is the term's best. The weighing
+        and every figure of ``evidence`` come from these, not from the article again."""
+        found: list[tuple[int, float, int]] = []
+        if self.stems.isdisjoint(article.words):
+            return found
+        places = article.places
+        term, seen = -1, 0
+        for s, i, credit in self.order:
+            where = places.get(s)
+            if where is None or credit <= 0:
+                continue
+            if i != term:
+                term, seen = i, 0
+            where &= ~seen
+            if where:
+                seen |= where
+                found.append((i, credit, where))
+        return found
+
+    def evidence(self, located: list[tuple[int, float, int]]) -> tuple[float, float, float, float]:
+        """The weight of the terms (``locate``) an article has in its words, in its title and
+        headings, in its bold labels, and the most any one of its blocks has.
+
+        Every figure sums its terms' weights in the terms' order, as ``weight_of`` does, so
+        it is the same to the last bit."""
+        if not located:
             return 0.0, 0.0, 0.0, 0.0
-        text: dict[int, float] = {}
-        title: dict[int, float] = {}
-        labels: dict[int, float] = {}
-        blocks: dict[int, dict[int, float]] = {}
-        spots = article.spots
-        for s in words:
-            in_text, in_title, in_labels, in_blocks = spots[s]
-            for i, credit in self.by_stem[s]:
-                if in_text and credit > text.get(i, 0.0):
-                    text[i] = credit
-                if in_title and credit > title.get(i, 0.0):
-                    title[i] = credit
-                if in_labels and credit > labels.get(i, 0.0):
-                    labels[i] = credit
-                for b in in_blocks:
-                    block = blocks.setdefault(b, {})
-                    if credit > block.get(i, 0.0):
-                        block[i] = credit
-        weight_of = self.weight_of
+        weights = self.weights
+        text: list[float] = []
+        title: list[float] = []
+        labels: list[float] = []
+        blocks: dict[int, list[float]] = {}
+        for i, credit, where in located:
+            value = weights[i] * credit
+            if where & IN_TEXT:
+                text.append(value)
+            if where & IN_TITLE:
+                title.append(value)
+            if where & IN_LABELS:
+                labels.append(value)
+            where >>= FIRST_BLOCK
+            b = 0
+            while where:
+                if where & 1:
+                    if b in blocks:
+                        blocks[b].append(value)
+                    else:
+                        blocks[b] = [value]
+                where >>= 1
+                b += 1
         return (
-            weight_of(text),
-            weight_of(title),
-            weight_of(labels),
-            max(map(weight_of, blocks.values()), default=0.0),
+            sum(text, 0.0),
+            sum(title, 0.0),
+            sum(labels, 0.0),
+            max([sum(values, 0.0) for values in blocks.values()], default=0.0),
         )
+
+    def text_weight(self, located: list[tuple[int, float, int]]) -> float:
+        """``covered`` of the article's vocab, from its ``locate``."""
+        weights = self.weights
+        return sum([weights[i] * credit for i, credit, where in located if where & IN_TEXT], 0.0)
 
     def credits_in(self, where: dict[str, tuple[int, ...]]) -> dict[int, dict[int, float]]:
         """``credits`` of many places at once (an article's blocks or units), from an index
@@ -228,11 +277,13 @@ def _weights(reading: Reading, found: list[Article]) -> _Weights:
 
     def weigh(terms: list[Term], emphases: dict[str, float]) -> _Query:
         query = _Query(terms)
-        # In how many articles each term is found.
+        query.found = [query.locate(article) for article in found]
+        # In how many articles each term is found (a term is in the text at one credit).
         dfs = [0] * len(terms)
-        for article in found:
-            for i in query.credits(article.vocab):
-                dfs[i] += 1
+        for located in query.found:
+            for i, _, where in located:
+                if where & IN_TEXT:
+                    dfs[i] += 1
         out: list[tuple[Term, float]] = []
         unknown: list[int] = []
         named: set[int] = set()
@@ -281,14 +332,14 @@ def _rank(reading: Reading, found: list[Article], weights: _Weights) -> list[_Ca
     current, previous = weights.current, weights.previous
     replied = reply_lines(reading.previous_reply) if reading.previous_reply else ()
     candidates = []
-    for article in found:
+    for article, located, located_before in zip(found, current.found, previous.found, strict=True):
         # "together": the question's words in one paragraph or list, not scattered.
-        coverage, title, labels, together = current.evidence(article)
+        coverage, title, labels, together = current.evidence(located)
         coverage /= current.total
         title /= current.total
         labels /= current.total
         together /= current.total
-        context = previous.covered(article.vocab) / previous.total if previous.terms else 0.0
+        context = previous.text_weight(located_before) / previous.total if previous.terms else 0.0
         is_previous = bool(replied) and contains_reply(article, replied)
         prior = R_PRIOR * (1 - article.rank / len(found))
         score = R_COV * coverage + R_TOG * together + R_TITLE * title + R_LABELS * labels + prior
@@ -307,48 +358,43 @@ def _rank(reading: Reading, found: list[Article], weights: _Weights) -> list[_Ca
 # --- cutting the reply ------------------------------------------------------------------------
 
 
-_NONE: dict[int, float] = {}
-
-
-def _shares(query: _Query, article: Article) -> dict[int, float]:
+def _shares(query: _Query, article: Article) -> list[float]:
     """How much of the question each unit covers (by index). Its paragraph's bold lead-in and
-    the article's title count for less, since the unit is about them too ("Check on *it*")."""
-    headline = query.credits(article.title_vocab)
-    own = query.credits_in(article.unit_words)
+    the article's title count for less, since the unit is about them too ("Check on *it*"):
+    term by term, as Term.match would give, max(own, 0.7 lead-in, 0.5 title)."""
+    headline = {i: 0.5 * credit for i, credit in query.credits(article.title_vocab).items()}
     # Most units have none of the words themselves, and share what the title gives them.
-    plain = _share(query, _NONE, _NONE, headline)
+    shares = [_share(query, headline)] * len(article.units)
     # A paragraph's bold lead-in gives all its units the same share, if they have no more.
-    by_context: dict[int, float] = {}
-    shares: dict[int, float] = {}
-    for unit in article.units:
-        mine = own.get(unit.index)
-        context = query.credits(unit.context_vocab) if unit.context_vocab else _NONE
-        if mine:
-            shares[unit.index] = _share(query, mine, context, headline)
-        elif context:
-            share = by_context.get(id(context))
-            if share is None:
-                share = by_context[id(context)] = _share(query, _NONE, context, headline)
-            shares[unit.index] = share
-        else:
-            shares[unit.index] = plain
+    framed: dict[int, dict[int, float]] = {}
+    for b, block in enumerate(article.blocks):
+        context = query.credits(block.label_vocab) if block.label_vocab else None
+        if context:
+            best = framed[b] = _at_least(headline, context, 0.7)
+            share = _share(query, best)
+            for unit in block.units:
+                shares[unit.index] = share
+    for index, own in query.credits_in(article.unit_words).items():
+        shares[index] = _share(
+            query, _at_least(framed.get(article.units[index].block, headline), own)
+        )
     return shares
 
 
-def _share(
-    query: _Query, own: dict[int, float], context: dict[int, float], headline: dict[int, float]
-) -> float:
-    # Term by term, as Term.match would give: max(own, 0.7 context, 0.5 title).
+def _at_least(
+    base: dict[int, float], credits: dict[int, float], factor: float = 1.0
+) -> dict[int, float]:
+    """``base`` with each term's credit raised to ``factor`` times its credit in ``credits``."""
+    best = dict(base)
+    for i, credit in credits.items():
+        if (value := factor * credit) > best.get(i, 0.0):
+            best[i] = value
+    return best
+
+
+def _share(query: _Query, best: dict[int, float]) -> float:
     weights = query.weights
-    terms: list[float] = []
-    for i in sorted(own.keys() | context.keys() | headline.keys()):
-        best = own.get(i, 0.0)
-        if (other := 0.7 * context.get(i, 0.0)) > best:
-            best = other
-        if (other := 0.5 * headline.get(i, 0.0)) > best:
-            best = other
-        terms.append(weights[i] * best)
-    return sum(terms, 0.0) / query.total
+    return sum([weights[i] * best[i] for i in sorted(best)], 0.0) / query.total
 
 
 def _unit_scores(
@@ -493,24 +539,29 @@ def _frames(reading: Reading, t: Term) -> bool:
     )
 
 
-def _share_of_question(
-    reading: Reading, query: _Query, vocab: frozenset[str], answers_number: bool
-) -> float:
-    """How much of the question's weight ``vocab`` covers. A word that frames the question
-    counts when covered, and is not missing when not: "our IT guy is a freelancer" says who
-    asks, and no article about sharing folders will mention freelancers."""
-    covered = total = 0.0
-    for t, w in query.pairs():
-        match = t.match(vocab)
+def _shares_of_question(
+    reading: Reading, query: _Query, vocabs: tuple[frozenset[str], ...], answers_number: bool
+) -> list[float]:
+    """How much of the question's weight each of ``vocabs`` covers. A word that frames the
+    question counts when covered, and is not missing when not: "our IT guy is a freelancer"
+    says who asks, and no article about sharing folders will mention freelancers."""
+    covered = [0.0] * len(vocabs)
+    totals = [0.0] * len(vocabs)
+    for t, w in zip(query.terms, query.weights, strict=True):
         # "minimum", "length", "discount": any number in the reply answers them.
-        if answers_number and t.token in reading.answer_type:
-            match = 1.0
-        if match == 0 and _frames(reading, t):
-            continue
-        covered += w * match
-        total += w
+        answered = answers_number and t.token in reading.answer_type
+        frames: bool | None = None  # asked once, and only of a word some vocab lacks
+        for k, vocab in enumerate(vocabs):
+            match = 1.0 if answered else t.match(vocab)
+            if match == 0:
+                if frames is None:
+                    frames = _frames(reading, t)
+                if frames:
+                    continue
+            covered[k] += w * match
+            totals[k] += w
     # A message must carry some weight of topic to be covered in full (see _Query.weigh).
-    return covered / max(1.0, total)
+    return [c / max(1.0, total) for c, total in zip(covered, totals, strict=True)]
 
 
 def _confidence(
@@ -525,8 +576,9 @@ def _confidence(
     )
     replied = vocab | label_vocab | best.article.title_vocab
     answers_number = any(u.has_number or u.has_duration for u in units)
-    coverage = _share_of_question(reading, weights.current, best.article.vocab, answers_number)
-    reply_cover = _share_of_question(reading, weights.current, replied, answers_number)
+    coverage, reply_cover = _shares_of_question(
+        reading, weights.current, (best.article.vocab, replied), answers_number
+    )
     if reading.follow_up and weights.previous.terms:
         # An elliptical follow-up ("and on Free?") is about the earlier question too.
         coverage = 0.7 * coverage + 0.3 * best.context

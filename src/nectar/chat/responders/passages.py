@@ -14,7 +14,6 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from nectar.chat.responders.lexicon import vocabulary
 from nectar.knowledge.search import Hit
@@ -80,13 +79,12 @@ class Block:
         return any(u.kind in ("item", "step") for u in self.units)
 
 
-class Spot(NamedTuple):
-    """Where in an article a word stem is."""
-
-    in_text: bool  # anywhere: the article's vocab
-    in_title: bool  # its title and section headings
-    in_labels: bool  # a bold lead-in or a list line's label
-    blocks: tuple[int, ...]  # the blocks (with units) that have it, by index
+# Where in an article a word stem is, as the bits of one int (see ``Article.places``): a
+# question's few words are looked up once each, and a term's places are combined with ``|``.
+IN_TEXT = 1  # anywhere: the article's vocab
+IN_TITLE = 2  # its title and section headings
+IN_LABELS = 4  # a bold lead-in or a list line's label
+FIRST_BLOCK = 3  # block b (one with units) is bit FIRST_BLOCK + b
 
 
 @dataclass(slots=True)
@@ -104,10 +102,11 @@ class Article:
     label_vocab: frozenset[str]  # every bold lead-in and list-line label: what it is organised by
     text: str  # plain text of the whole retrieved body, for finding earlier replies
     # Where each word stem is, so that a question's few words are looked up instead of every
-    # block and unit being searched for them: ``spots`` for the article's own sets and its
-    # blocks, ``unit_words`` the units whose own_vocab has it (by index).
-    spots: dict[str, Spot]
-    words: frozenset[str]  # every stem with a spot
+    # block and unit being searched for them: ``places`` for the article's own sets and its
+    # blocks (IN_TEXT, IN_TITLE, IN_LABELS and the blocks' bits), ``unit_words`` the units
+    # whose own_vocab has it (by index).
+    places: dict[str, int]
+    words: frozenset[str]  # every stem with a place
     unit_words: dict[str, tuple[int, ...]]
 
     @property
@@ -146,7 +145,7 @@ def articles(hits: list[Hit]) -> list[Article]:
                 title_vocab=parsed.title_vocab,
                 label_vocab=parsed.label_vocab,
                 text=parsed.text,
-                spots=parsed.spots,
+                places=parsed.places,
                 words=parsed.words,
                 unit_words=parsed.unit_words,
             )
@@ -162,7 +161,7 @@ class _Parsed:
     title_vocab: frozenset[str]
     label_vocab: frozenset[str]
     text: str
-    spots: dict[str, Spot]
+    places: dict[str, int]
     words: frozenset[str]
     unit_words: dict[str, tuple[int, ...]]
 
@@ -180,11 +179,14 @@ def _parse(title: str, chunks: tuple[tuple[int, str, str], ...]) -> _Parsed:
     vocab = frozenset(vocabulary(f"{headings} {plain(body)}"))
     title_vocab = frozenset(vocabulary(headings or title))
     label_vocab = frozenset().union(*(u.label_vocab for u in units))
-    in_blocks = _where((i, b.vocab) for i, b in enumerate(blocks) if b.units)
-    spots = {
-        word: Spot(word in vocab, word in title_vocab, word in label_vocab, in_blocks.get(word, ()))
-        for word in vocab | title_vocab | label_vocab | in_blocks.keys()
-    }
+    places: dict[str, int] = {}
+    for bit, words in ((IN_TEXT, vocab), (IN_TITLE, title_vocab), (IN_LABELS, label_vocab)):
+        for word in words:
+            places[word] = places.get(word, 0) | bit
+    for i, block in enumerate(blocks):
+        if block.units:
+            for word in block.vocab:
+                places[word] = places.get(word, 0) | 1 << (FIRST_BLOCK + i)
     return _Parsed(
         blocks=blocks,
         units=units,
@@ -192,8 +194,8 @@ def _parse(title: str, chunks: tuple[tuple[int, str, str], ...]) -> _Parsed:
         title_vocab=title_vocab,
         label_vocab=label_vocab,
         text=_squash(plain(body)),
-        spots=spots,
-        words=frozenset(spots),
+        places=places,
+        words=frozenset(places),
         unit_words=_where((u.index, u.own_vocab) for u in units),
     )
 
