@@ -1,6 +1,7 @@
 """Server CPU per chat turn, one request at a time: a figure that holds on a busy machine.
 
     .venv/bin/python bench/chat_cpu.py [--turns 2000] [--profile FILE] [--keep]
+                                       [--callgrind FILE [--turns 300]]
 
 Same stack and setup as bench/chat_turn.py (PostgreSQL + Redis, `nectar serve` with one
 uvicorn worker, the 32 eval articles, the dev set's turns, about half opening a conversation),
@@ -11,6 +12,12 @@ roughly 1000 / (server CPU per turn in ms) requests/s; this is the figure to wat
 optimising the hot path, because wall-clock throughput on two shared cores moves with
 whatever else runs. With --profile, py-spy records the server during the measured turns
 (raw collapsed stacks, for flamegraph.pl or a quick script).
+
+With --callgrind, the server runs under valgrind's callgrind, collecting only during the
+measured turns, and the figure is the server's instructions per turn: the same for the same
+code and inputs whatever else the machine is doing, so two versions can be compared while
+other work runs (about 50 times slower: a few hundred turns are enough). FILE is callgrind's
+output, for callgrind_annotate.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from chat_turn import Mix, load_turns
@@ -72,6 +80,28 @@ async def drive(
     return outcomes, latencies
 
 
+def _valgrind(out: str) -> list[str]:
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+    ]
+
+
+def _collect(pid: int, on: bool) -> None:
+    subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(pid)], check=True)
+
+
+def _instructions(path: str) -> int:
+    # "totals:" is the sum over the whole run ("summary:" stays 0 when collection starts late).
+    for line in reversed(Path(path).read_text().splitlines()):
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=2000, help="measured turns (2000)")
@@ -88,6 +118,9 @@ def main() -> None:
     parser.add_argument("--cprofile", help="run the server under cProfile, stats to this file")
     parser.add_argument("--native", action="store_true", help="with --profile: C frames too")
     parser.add_argument("--profile", help="record the server with py-spy into this raw file")
+    parser.add_argument(
+        "--callgrind", help="run the server under callgrind, its output to this file"
+    )
     add_service_arguments(parser)
     args = parser.parse_args()
     interrupt_on_signals()
@@ -100,6 +133,7 @@ def main() -> None:
             "nectar",
             [
                 *([sys.executable, "-m", "cProfile", "-o", args.cprofile] if args.cprofile else []),
+                *(_valgrind(args.callgrind) if args.callgrind else []),
                 venv_bin("nectar"),
                 "serve",
                 f"--port={port}",
@@ -108,7 +142,7 @@ def main() -> None:
             nectar_env(run),
         )
         base = f"http://127.0.0.1:{port}"
-        run.wait_ready("nectar", base + "/healthz")
+        run.wait_ready("nectar", base + "/healthz", timeout=600 if args.callgrind else 60)
         bot_id, api_key = create_bot(
             base,
             name="CPU bench bot",
@@ -143,10 +177,14 @@ def main() -> None:
             time.sleep(1.0)
         backends = [pid for pid, _ in run.backends()]
         meter = CpuMeter({"server": [server.pid], "postgres": backends})
+        if args.callgrind:
+            _collect(server.pid, True)
         started = time.perf_counter()
         outcomes, latencies = asyncio.run(drive(port, path, api_key, mix, args.turns))
         seconds = time.perf_counter() - started
         cpu = meter.stop({"postgres": [pid for pid, _ in run.backends()]})
+        if args.callgrind:
+            _collect(server.pid, False)
         if profiler is not None:
             profiler.send_signal(2)
             profiler.wait(30)
@@ -160,6 +198,11 @@ def main() -> None:
             "latency_p50_ms": round(latencies[len(latencies) // 2], 2),
             "latency_p99_ms": round(latencies[int(len(latencies) * 0.99)], 2),
         }
+        if args.callgrind:
+            # callgrind writes its counts when the process ends.
+            server.send_signal(signal.SIGINT)
+            server.wait(600)
+            result["server_instructions_per_turn"] = _instructions(args.callgrind) // args.turns
         print(json.dumps(result, indent=2))
         if args.cprofile:
             # uvicorn re-raises SIGTERM after shutting down, which ends the process before
