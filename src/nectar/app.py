@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from nectar import __version__, bootstrap, migrations
 from nectar.bots.router import router as bots_router
 from nectar.chat.directory import BotDirectory
+from nectar.chat.fastpath import ChatFastPath
 from nectar.chat.responders import build_responder
 from nectar.chat.router import router as chat_router
 from nectar.chat.store import open_store
@@ -182,4 +183,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notifications_router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
+    # Outermost of ours: a chat turn it takes skips the rest (see nectar.chat.fastpath).
+    app.add_middleware(ChatFastPath, max_bytes=settings.max_body_bytes)
     return app

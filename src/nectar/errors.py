@@ -144,12 +144,54 @@ def _describe_validation(errors: list[Any]) -> str:
 _UNSTORABLE_TEXT = {"22021", "22P05"}
 
 
+def nectar_response(exc: NectarError) -> JSONResponse:
+    return JSONResponse(
+        error_body(exc.code, exc.detail), status_code=exc.status, headers=exc.headers
+    )
+
+
+def _unstorable() -> JSONResponse:
+    return JSONResponse(
+        error_body("validation_error", "text must not contain NUL (\\u0000) characters"),
+        status_code=422,
+    )
+
+
+def _is_unstorable(exc: BaseException) -> bool:
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return getattr(cause, "sqlstate", None) in _UNSTORABLE_TEXT
+
+
+def _pool_exhausted(method: str, path: str) -> JSONResponse:
+    log.warning("no database connection free for %s %s", method, path)
+    return nectar_response(Overloaded())
+
+
+def _internal(method: str, path: str, exc: BaseException) -> JSONResponse:
+    # A bug. Logged with the path only: request bodies may hold secrets or PII.
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return JSONResponse(
+        error_body("internal_error", "an unexpected error occurred; it has been logged"),
+        status_code=500,
+    )
+
+
+def render(exc: Exception, method: str, path: str) -> JSONResponse:
+    """What the handlers below answer for an exception out of an endpoint, for a path that
+    runs outside FastAPI's routing (the chat turn's, ``nectar.chat.fastpath``)."""
+    if isinstance(exc, NectarError):
+        return nectar_response(exc)
+    if isinstance(exc, DBAPIError | asyncpg.PostgresError) and _is_unstorable(exc):
+        return _unstorable()
+    if isinstance(exc, sa_exc.TimeoutError):
+        return _pool_exhausted(method, path)
+    return _internal(method, path, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NectarError)
     async def _nectar(_request: Request, exc: NectarError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.detail), status_code=exc.status, headers=exc.headers
-        )
+        return nectar_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -168,35 +210,23 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(code, detail), status_code=exc.status_code, headers=exc.headers
         )
 
-    def _unstorable() -> JSONResponse:
-        return JSONResponse(
-            error_body("validation_error", "text must not contain NUL (\\u0000) characters"),
-            status_code=422,
-        )
-
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
-        if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:
+        if _is_unstorable(exc):
             return _unstorable()
         raise exc
 
     # The chat turn talks to PostgreSQL through asyncpg directly (nectar.chat.store).
     @app.exception_handler(asyncpg.PostgresError)
     async def _postgres(request: Request, exc: asyncpg.PostgresError) -> JSONResponse:
-        if getattr(exc, "sqlstate", None) in _UNSTORABLE_TEXT:
+        if _is_unstorable(exc):
             return _unstorable()
         raise exc
 
     @app.exception_handler(sa_exc.TimeoutError)
-    async def _pool_exhausted(request: Request, exc: sa_exc.TimeoutError) -> JSONResponse:
-        log.warning("no database connection free for %s %s", request.method, request.url.path)
-        return await _nectar(request, Overloaded())
+    async def _timeout(request: Request, exc: sa_exc.TimeoutError) -> JSONResponse:
+        return _pool_exhausted(request.method, request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # A bug. Logged with the path only: request bodies may hold secrets or PII.
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal_error", "an unexpected error occurred; it has been logged"),
-            status_code=500,
-        )
+        return _internal(request.method, request.url.path, exc)

@@ -59,6 +59,25 @@ async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
+# prometheus_client's labels() takes a lock and builds its key on every call; the few
+# (method, route, status) combinations a server sees are kept here instead.
+_Children = tuple[Any, Any]
+_children: dict[tuple[str, str, int], _Children] = {}
+
+
+def observe(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one request and its latency."""
+    key = (method, route, status)
+    children = _children.get(key)
+    if children is None:
+        children = _children[key] = (
+            REQUESTS.labels(method, route, str(status)),
+            LATENCY.labels(method, route),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
+
+
 class MetricsMiddleware:
     """Counts and times requests by route template (never by raw path: ids would explode it)."""
 
@@ -81,8 +100,5 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            method = scope["method"]
-            REQUESTS.labels(method, template, str(status)).inc()
-            LATENCY.labels(method, template).observe(time.perf_counter() - start)
+            template = getattr(scope.get("route"), "path", "unmatched")
+            observe(scope["method"], template, status, time.perf_counter() - start)

@@ -36,16 +36,16 @@ _CHAT_ERRORS = responses(401, 403, 404, 413, 422, 429)
 _KEY_SECURITY: dict[str, Any] = {"security": [{"BotApiKey": []}, {"BotApiKeyHeader": []}]}
 
 
-def _key_of(http: Request) -> str | None:
-    authorization = http.headers.get("authorization")
+def key_from(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key of ``Authorization: Bearer nb_…``, else of ``X-API-Key``."""
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
-    return http.headers.get("x-api-key")
+    return x_api_key
 
 
-def _reply(result: ChatResponse, limits: service.Limits) -> Response:
+def chat_response(result: ChatResponse, limits: service.Limits) -> Response:
     return Response(
         result.model_dump_json(), media_type="application/json", headers=limits.headers()
     )
@@ -65,8 +65,10 @@ async def chat(bot_id: uuid.UUID, request: ChatRequest, http: Request) -> Respon
     until the tighter of the hourly and daily windows resets).
     """
     services: Services = http.app.state.services
-    bot, limits = await service.admit_key(services, bot_id, _key_of(http))
-    return _reply(await service.handle_turn(services, bot, request, services.responder), limits)
+    key = key_from(http.headers.get("authorization"), http.headers.get("x-api-key"))
+    bot, limits = await service.admit_key(services, bot_id, key)
+    result = await service.handle_turn(services, bot, request, services.responder)
+    return chat_response(result, limits)
 
 
 @router.get(
@@ -130,7 +132,7 @@ async def public_chat(
     """Chat with a public bot without a key; the bot's limits apply per client IP."""
     bot, limits = await service.admit_public(services, slug, ip)
     result = await service.handle_turn(services, bot, request, services.responder, "public")
-    return _reply(result, limits)
+    return chat_response(result, limits)
 
 
 @router.get(
