@@ -43,6 +43,20 @@ def body(message: str, **extra: Any) -> bytes:
     return json.dumps({"message": message, **extra}).encode()
 
 
+async def send(
+    client: httpx.AsyncClient,
+    bot: dict[str, Any],
+    message: str,
+    content_type: str = "application/json",
+    bot_id: str | None = None,
+) -> httpx.Response:
+    return await client.post(
+        f"/api/nectar-bots/{bot_id or bot['id']}/chat",
+        content=body(message),
+        headers={**key_headers(bot), "Content-Type": content_type},
+    )
+
+
 async def test_turns_and_refusals_are_counted_under_the_route_template(
     client: httpx.AsyncClient, bot: dict
 ) -> None:
@@ -109,11 +123,7 @@ async def test_oversize_chat_bodies_are_413_with_or_without_content_length(
 async def test_other_content_types_get_the_frameworks_answer(
     client: httpx.AsyncClient, bot: dict, db: Any, content_type: str, status: int
 ) -> None:
-    r = await client.post(
-        f"/api/nectar-bots/{bot['id']}/chat",
-        content=body("how do I reset my password?"),
-        headers={**key_headers(bot), "Content-Type": content_type},
-    )
+    r = await send(client, bot, "how do I reset my password?", content_type)
     assert_error(r, status)
     assert await stored_messages(db) == 0
 
@@ -121,10 +131,12 @@ async def test_other_content_types_get_the_frameworks_answer(
 async def test_json_with_a_charset_and_an_upper_case_bot_id_are_served(
     client: httpx.AsyncClient, bot: dict
 ) -> None:
-    r = await client.post(
-        f"/api/nectar-bots/{str(bot['id']).upper()}/chat",
-        content=body("how do I reset my password?"),
-        headers={**key_headers(bot), "Content-Type": "application/json; charset=utf-8"},
+    r = await send(
+        client,
+        bot,
+        "how do I reset my password?",
+        "application/json; charset=utf-8",
+        bot_id=str(bot["id"]).upper(),
     )
     assert r.status_code == 200, r.text
     assert "Forgot password" in r.json()["reply"]
@@ -133,17 +145,9 @@ async def test_json_with_a_charset_and_an_upper_case_bot_id_are_served(
 async def test_an_unknown_bot_id_is_401_and_a_malformed_one_422(
     client: httpx.AsyncClient, bot: dict
 ) -> None:
-    r = await client.post(
-        f"/api/nectar-bots/{uuid.uuid4()}/chat",
-        content=body("hi"),
-        headers={**key_headers(bot), "Content-Type": "application/json"},
-    )
+    r = await send(client, bot, "hi", bot_id=str(uuid.uuid4()))
     assert_error(r, 401, "invalid_api_key")  # the key is not this bot's
-    r = await client.post(
-        "/api/nectar-bots/not-a-uuid/chat",
-        content=body("hi"),
-        headers={**key_headers(bot), "Content-Type": "application/json"},
-    )
+    r = await send(client, bot, "hi", bot_id="not-a-uuid")
     assert_error(r, 422, "validation_error")
 
 
