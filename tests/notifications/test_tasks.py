@@ -467,8 +467,10 @@ async def test_a_broken_database_connection_is_dropped_not_pooled_again(
     backend: str,
     database_url: str,
 ) -> None:
-    """PostgreSQL restarts (here: every connection to the database is killed): the attempts
-    that meet a dead pooled connection fail and discard it, and the worker recovers."""
+    """PostgreSQL restarts (here: every connection to the database is killed): an attempt that
+    meets a dead pooled connection fails and discards it, and the worker recovers. Whether any
+    attempt fails at all is timing: the pool itself drops a connection whose close the event
+    loop has already seen."""
     if backend != "postgres":
         pytest.skip("the worker talks to asyncpg directly only on PostgreSQL")
     import asyncpg
@@ -496,5 +498,5 @@ async def test_a_broken_database_connection_is_dropped_not_pooled_again(
         else:
             pytest.fail("the worker kept meeting dead connections")
     assert outcome == "delivered"
-    assert 1 <= failures <= 10
+    assert failures <= 10
     assert len(platform.requests) == 2
