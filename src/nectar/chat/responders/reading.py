@@ -62,7 +62,10 @@ class _Guarded:
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 # A lead-in before a colon frames what follows ("Quick question from finance: how do I...?").
 _CLAUSE = re.compile(r"(?<=[.!?:])\s+|\n+")
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+# A word is letters and digits from its first letter on ("3Com" is "Com", "a3Com" one word);
+# a capitalised one starts where no letter or digit comes before, bar the digits it skips.
+_CAPITALISED = re.compile(r"(?<![A-Za-z0-9])[0-9]*([A-Z][A-Za-z0-9]*)")
+_LETTER = re.compile(r"[A-Za-z]")
 
 # --- small talk -------------------------------------------------------------------------------
 
@@ -158,20 +161,24 @@ _ASK_TO_DO = _Guarded(
     r"\bi want (?:that|it|this|them|my money)\s+(\w+ed|back)\b",
 )
 # A concrete event of one account: a date, an amount, an order or invoice number, an address.
-_SPECIFIC = re.compile(
-    r"\b(?:yesterday|last (?:week|month|night|year|monday|tuesday|wednesday|thursday|friday|"
-    r"saturday|sunday)|this morning|since (?:monday|tuesday|wednesday|thursday|friday|"
-    r"saturday|sunday|yesterday|last)|"
-    r"(?:jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\s+\d{1,2}(?:st|nd|rd|th)?|"
-    r"\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)|"
-    r"\d{1,2}(?:st|nd|rd|th)\b|on (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday))"
-    r"|[$€£]\s?\d|\b\d+\s?(?:dollars|euros|usd|eur)\b|#\s?\d{3,}|\b[a-z]+-?\d{4,}\b|"
-    r"[\w.+-]+@[\w-]+\.[\w.]+",
+# One pattern of dozens of branches, tried at every position, is slow; split by what each part
+# cannot match without (a date word, a digit, an "@"), most messages skip every part.
+_WEEKDAY = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+_SPECIFIC_DAY = re.compile(
+    rf"\b(?:yesterday|last (?:week|month|night|year|{_WEEKDAY})|this morning|"
+    rf"since (?:{_WEEKDAY}|yesterday|last)|on (?:{_WEEKDAY}))",
     re.IGNORECASE,
 )
-# What every match of _SPECIFIC contains: a digit, an "@" or one of these words. The regex is
-# slow (dozens of branches, tried at every position); most messages have none of them.
-_DIGIT_OR_AT = re.compile(r"[0-9@]")
+_SPECIFIC_NUMBER = re.compile(
+    r"\b(?:(?:jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\s+\d{1,2}(?:st|nd|rd|th)?|"
+    r"\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)|"
+    r"\d{1,2}(?:st|nd|rd|th)\b)"
+    r"|[$€£]\s?\d|\b\d+\s?(?:dollars|euros|usd|eur)\b|#\s?\d{3,}|\b[a-z]+-?\d{4,}\b",
+    re.IGNORECASE,
+)
+_SPECIFIC_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+", re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
+# What every match of _SPECIFIC_DAY contains, in lower case.
 _SPECIFIC_WORDS = ("yesterday", "last ", "this morning", "since ", "day")
 _WHY_DID_MINE = _Guarded("why", r"\bwhy (?:was|were|did|has|have|is|are) (?:my|our|i|we)\b")
 
@@ -326,24 +333,33 @@ def _small_talk(text: str) -> str | None:
 
 
 def _names(message: str) -> frozenset[str]:
+    """Words in capitals, or capitalised but not the first word of a sentence. Only the
+    capitalised words are visited: a word is the first of its sentence when no letter comes
+    between the sentence's start and the word."""
     found: set[str] = set()
-    for sentence in _SENTENCE.split(message):
-        # Only a capitalised word can be a name: the test below needs an upper-case first
-        # letter either way.
-        for i, word in [(i, w) for i, w in enumerate(_WORD.findall(sentence)) if w[0] < "a"]:
-            if (word.isupper() and len(word) > 1) or (i > 0 and word[0].isupper() and word != "I"):
-                found.add(word.lower())
+    start = 0  # where the word's sentence starts
+    breaks = _SENTENCE.finditer(message)
+    after = next(breaks, None)
+    for match in _CAPITALISED.finditer(message):
+        word = match.group(1)
+        while after is not None and after.start() < match.start():
+            start = after.end()
+            after = next(breaks, None)
+        if (word.isupper() and len(word) > 1) or (
+            word != "I" and _LETTER.search(message, start, match.start())
+        ):
+            found.add(word.lower())
     return frozenset(found)
 
 
 def _is_specific(message: str) -> bool:
-    # An ASCII message without a digit, an "@" or any of the words cannot match _SPECIFIC
-    # (for other text, case-insensitive matching is more than lower() and "in").
-    if message.isascii() and not _DIGIT_OR_AT.search(message):
-        lower = message.lower()
-        if not any(word in lower for word in _SPECIFIC_WORDS):
-            return False
-    return bool(_SPECIFIC.search(message))
+    # For other than ASCII text, case-insensitive matching is more than lower() and "in".
+    if not message.isascii() or any(word in message.lower() for word in _SPECIFIC_WORDS):  # noqa: SIM102
+        if _SPECIFIC_DAY.search(message):
+            return True
+    if _DIGIT.search(message) and _SPECIFIC_NUMBER.search(message):
+        return True
+    return "@" in message and bool(_SPECIFIC_ADDRESS.search(message))
 
 
 @functools.lru_cache(maxsize=4096)
