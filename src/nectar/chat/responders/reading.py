@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -59,12 +60,12 @@ class _Guarded:
         return self.pattern.sub(replacement, text) if self._may_match(text) else text
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 # A lead-in before a colon frames what follows ("Quick question from finance: how do I...?").
 _CLAUSE = re.compile(r"(?<=[.!?:])\s+|\n+")
-# A word is letters and digits from its first letter on ("3Com" is "Com", "a3Com" one word);
-# a capitalised one starts where no letter or digit comes before, bar the digits it skips.
-_CAPITALISED = re.compile(r"(?<![A-Za-z0-9])[0-9]*([A-Z][A-Za-z0-9]*)")
+# Sentences break at whitespace after ".", "!" or "?" and at line breaks. This finds a spot
+# in each break with only whitespace after it there; no lookbehind, so it is found fast.
+_BREAK = re.compile(r"[.!?]\s|\n")
+_CAPITALISED = re.compile(r"[A-Z][A-Za-z0-9]*")
 _LETTER = re.compile(r"[A-Za-z]")
 
 # --- small talk -------------------------------------------------------------------------------
@@ -335,28 +336,38 @@ def _small_talk(text: str) -> str | None:
 def _names(message: str) -> frozenset[str]:
     """Words in capitals, or capitalised but not the first word of a sentence. Only the
     capitalised words are visited: a word is the first of its sentence when no letter comes
-    between the sentence's start and the word."""
+    between the last sentence break before it and the word."""
     found: set[str] = set()
-    start = 0  # where the word's sentence starts
-    breaks = _SENTENCE.finditer(message)
+    start = 0  # no letter between here and the word's sentence start
+    breaks = _BREAK.finditer(message)
     after = next(breaks, None)
     for match in _CAPITALISED.finditer(message):
-        word = match.group(1)
-        while after is not None and after.start() < match.start():
+        at = match.start()
+        # A word starts at its first letter: "Com" is one in "3Com", not in "iPhone" or "a3Com".
+        i = at
+        while i and message[i - 1] in string.digits:
+            i -= 1
+        if i and message[i - 1] in string.ascii_letters:
+            continue
+        word = match.group()
+        while after is not None and after.start() < at:
             start = after.end()
             after = next(breaks, None)
         if (word.isupper() and len(word) > 1) or (
-            word != "I" and _LETTER.search(message, start, match.start())
+            word != "I" and _LETTER.search(message, start, at)
         ):
             found.add(word.lower())
     return frozenset(found)
 
 
 def _is_specific(message: str) -> bool:
-    # For other than ASCII text, case-insensitive matching is more than lower() and "in".
-    if not message.isascii() or any(word in message.lower() for word in _SPECIFIC_WORDS):  # noqa: SIM102
-        if _SPECIFIC_DAY.search(message):
-            return True
+    # Each part only where it can match. For other than ASCII text, case-insensitive matching
+    # is more than lower() and "in".
+    lower = message.lower()
+    if (not message.isascii() or any(word in lower for word in _SPECIFIC_WORDS)) and (
+        _SPECIFIC_DAY.search(message)
+    ):
+        return True
     if _DIGIT.search(message) and _SPECIFIC_NUMBER.search(message):
         return True
     return "@" in message and bool(_SPECIFIC_ADDRESS.search(message))
