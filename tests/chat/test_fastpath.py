@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from nectar.chat.fastpath import ChatFastPath
 from nectar.chat.models import Message
 from nectar.chat.responders.base import Answer, Question
 from tests.chat.test_chat_api import key_headers, make_jar
@@ -174,3 +175,47 @@ async def test_a_bug_in_the_turn_is_a_logged_500_in_the_error_shape(
     assert len(logged) == 1
     assert f"/api/nectar-bots/{bot['id']}/chat" in logged[0].getMessage()
     assert "4111" not in caplog.text  # the path is logged, never the body
+
+
+async def test_a_valid_turn_never_reaches_the_framework_and_the_rest_all_do(
+    app: Any, bot: dict, db: Any
+) -> None:
+    """ChatFastPath alone, before a stand-in for FastAPI that records what reaches it."""
+    reached: list[bytes] = []
+
+    async def framework(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        reached.append(message.get("body", b""))
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    path = ChatFastPath(framework, max_bytes=MAX_BODY)
+
+    async def post(content: bytes, content_type: bytes = b"application/json") -> int:
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": f"/api/nectar-bots/{bot['id']}/chat",
+            "headers": [
+                (b"content-type", content_type),
+                (b"authorization", f"Bearer {bot['api_key']}".encode()),
+            ],
+            "app": app,
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": content, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await path(scope, receive, send)
+        return int(sent[0]["status"])
+
+    assert await post(body("how do I reset my password?")) == 200
+    assert reached == []
+    assert await stored_messages(db) == 2
+    assert await post(b'{"message": ') == 418  # FastAPI's to answer, with the body it was sent
+    assert await post(body("hi"), b"text/plain") == 418
+    assert reached == [b'{"message": ', body("hi")]

@@ -21,10 +21,8 @@ import uuid
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nectar.chat import service
-from nectar.chat.router import chat_response, key_from
+from nectar.chat.router import key_from, keyed_turn
 from nectar.chat.schemas import ChatRequest
-from nectar.deps import Services
 from nectar.errors import render
 from nectar.observability import observe
 
@@ -39,45 +37,45 @@ class ChatFastPath:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        match = _PATH.fullmatch(scope["path"])
-        if match is None:
-            await self.app(scope, receive, send)
-            return
-        try:
-            bot_id = uuid.UUID(match[1])
-        except ValueError:
+        taken = self._take(scope)
+        if taken is None:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        # Lower-case names; of a repeated header the first counts, as in Request.headers.
-        headers = {name: value for name, value in reversed(scope["headers"])}
-        content_type = headers.get(b"content-type")
-        length = headers.get(b"content-length")
-        if (
-            content_type is None
-            or _JSON.fullmatch(content_type) is None
-            or (length is not None and (not length.isdigit() or int(length) > self.max_bytes))
-        ):
-            await self.app(scope, receive, send)
-            return
+        bot_id, headers = taken
         body, messages = await self._read(receive)
         request = _valid(body)
         if request is None:
             await self.app(scope, _replay(messages, receive), send)
             return
         try:
-            services: Services = scope["app"].state.services
             key = key_from(_text(headers.get(b"authorization")), _text(headers.get(b"x-api-key")))
-            bot, limits = await service.admit_key(services, bot_id, key)
-            turn = await service.handle_turn(services, bot, request, services.responder)
-            response = chat_response(turn, limits)
+            response = await keyed_turn(scope["app"].state.services, bot_id, key, request)
         except Exception as exc:
             response = render(exc, "POST", scope["path"])
         await response(scope, receive, send)
         observe("POST", ROUTE, response.status_code, time.perf_counter() - started)
+
+    def _take(self, scope: Scope) -> tuple[uuid.UUID, dict[bytes, bytes]] | None:
+        """The bot id and the headers of a chat turn this path serves; None for the rest."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        match = _PATH.fullmatch(scope["path"])
+        if match is None:
+            return None
+        try:
+            bot_id = uuid.UUID(match[1])
+        except ValueError:
+            return None
+        # Lower-case names; of a repeated header the first counts, as in Request.headers.
+        headers = {name: value for name, value in reversed(scope["headers"])}
+        content_type = headers.get(b"content-type")
+        length = headers.get(b"content-length")
+        if content_type is None or _JSON.fullmatch(content_type) is None:
+            return None
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return None  # the body limit's 413, without reading the body
+        return bot_id, headers
 
     async def _read(self, receive: Receive) -> tuple[bytes | None, list[Message]]:
         """The whole body, or None (too large, or the client left) with what was received,

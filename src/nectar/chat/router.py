@@ -64,8 +64,14 @@ async def chat(bot_id: uuid.UUID, request: ChatRequest, http: Request) -> Respon
     carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds
     until the tighter of the hourly and daily windows resets).
     """
-    services: Services = http.app.state.services
     key = key_from(http.headers.get("authorization"), http.headers.get("x-api-key"))
+    return await keyed_turn(http.app.state.services, bot_id, key, request)
+
+
+async def keyed_turn(
+    services: Services, bot_id: uuid.UUID, key: str | None, request: ChatRequest
+) -> Response:
+    """The turn behind this route and behind nectar.chat.fastpath alike."""
     bot, limits = await service.admit_key(services, bot_id, key)
     result = await service.handle_turn(services, bot, request, services.responder)
     return chat_response(result, limits)
