@@ -21,7 +21,11 @@ class MessageRole(enum.StrEnum):
 class Conversation(SQLModel, table=True):
     __tablename__ = "nectar_bot_conversations"
     __table_args__ = (
-        sa.Index("ix_nectar_bot_conversations_bot_last", "bot_id", "last_message_at"),
+        # Not last_message_at: every turn updates it, and an index on it would turn each of
+        # those updates into new entries in every index (no heap-only update).
+        sa.Index("ix_nectar_bot_conversations_bot_created", "bot_id", "created_at"),
+        # PostgreSQL: room on each page for the turn's update to stay there (migration 0008).
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
