@@ -10,26 +10,42 @@ import pytest
 from redis.asyncio import Redis
 
 from nectar.ratelimit import Limiter, MemoryLimiter, RedisLimiter, Window
+from nectar.redis_pipe import Commands, RedisPipe, RedisPyCommands
 
 
-@pytest.fixture(params=["memory", "redis"])
-def limiter_kind(request: pytest.FixtureRequest) -> tuple[str, str] | None:
-    """None for the in-process limiter, else (redis url, key prefix)."""
+@pytest.fixture(params=["memory", "redis", "redis-py"])
+def limiter_kind(request: pytest.FixtureRequest) -> tuple[str, str, str] | None:
+    """None for the in-process limiter, else (client, redis url, key prefix): the API's
+    pipelined connection, or redis-py (TLS URLs)."""
     if request.param == "memory":
         return None
-    return request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    return (
+        request.param,
+        request.getfixturevalue("redis_url"),
+        request.getfixturevalue("redis_prefix"),
+    )
+
+
+def _commands(client: str, url: str, redis: Redis) -> Commands:
+    if client == "redis-py":
+        return RedisPyCommands(redis)
+    pipe = RedisPipe.from_url(url)
+    assert pipe is not None
+    return pipe
 
 
 @pytest.fixture
-async def limiter(limiter_kind: tuple[str, str] | None) -> AsyncIterator[Limiter]:
+async def limiter(limiter_kind: tuple[str, str, str] | None) -> AsyncIterator[Limiter]:
     if limiter_kind is None:
         yield MemoryLimiter()
         return
-    url, prefix = limiter_kind
+    client, url, prefix = limiter_kind
     redis = Redis.from_url(url)
+    commands = _commands(client, url, redis)
     try:
-        yield RedisLimiter(redis, prefix)
+        yield RedisLimiter(commands, prefix)
     finally:
+        await commands.aclose()
         keys = [key async for key in redis.scan_iter(match=f"{prefix}:*")]
         if keys:
             await redis.delete(*keys)
@@ -98,7 +114,8 @@ async def test_redis_counters_expire_and_are_shared_between_replicas(
 ) -> None:
     first, second = Redis.from_url(redis_url), Redis.from_url(redis_url)
     try:
-        one, two = RedisLimiter(first, redis_prefix), RedisLimiter(second, redis_prefix)
+        one = RedisLimiter(RedisPyCommands(first), redis_prefix)
+        two = RedisLimiter(_commands("redis", redis_url, second), redis_prefix)
         await one.hit("shared", 2, 60)
         await two.hit("shared", 2, 60)
         assert (await one.hit("shared", 2, 60)).exceeded

@@ -53,6 +53,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     from nectar.notifications.registry import build_channels
     from nectar.notifications.tasks import Runtime
     from nectar.queue import ArqQueue
+    from nectar.redis_pipe import RedisPyCommands
     from nectar.settings import load_settings
 
     settings: Settings = ctx.get("settings") or load_settings()
@@ -64,7 +65,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         raise
     events = RedisBus(ctx["redis"], settings.redis_prefix)
     channels = build_channels(settings.nectar_bots, sessionmaker(engine), events)
-    queue = ArqQueue(ctx["redis"], queue_name(settings))
+    queue = ArqQueue(RedisPyCommands(ctx["redis"]), queue_name(settings), serialize)
     ctx["engine"] = engine
     ctx["channels"] = channels
     ctx["runtime"] = Runtime(

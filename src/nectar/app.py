@@ -36,6 +36,7 @@ from nectar.observability import MetricsMiddleware
 from nectar.observability import router as ops_router
 from nectar.queue import ArqQueue, InProcessQueue, JobQueue
 from nectar.ratelimit import FallbackLimiter, Limiter, MemoryLimiter, RedisLimiter
+from nectar.redis_pipe import Commands, commands_for
 from nectar.settings import Settings, load_settings
 from nectar.users.router import auth_router, users_router
 
@@ -70,21 +71,15 @@ async def _start_jobs(
     engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
     events: EventBus,
-    redis: Redis | None,
+    commands: Commands | None,
 ) -> _Jobs:
     """With Redis, enqueue to arq for `nectar worker`; without, drain the outbox here."""
-    if redis is not None:
-        from arq.connections import ArqRedis
+    if commands is not None:
+        from workers.settings import queue_name, serialize
 
-        from workers.settings import deserialize, queue_name, serialize
-
-        # Not arq's create_pool, which pings (and retries for seconds) before returning: Redis
-        # is an accelerator, so the API starts while it is down and /readyz says so.
-        assert settings.redis_url
-        pool = ArqRedis.from_url(settings.redis_url)
-        # JSON, as the worker reads it (arq's default is pickle).
-        pool.job_serializer, pool.job_deserializer = serialize, deserialize
-        return _Jobs(ArqQueue(pool, queue_name(settings)), [pool.aclose])
+        # Jobs are written by our own script (queue.ArqQueue), not through an arq pool: no
+        # connection of its own, and the API starts while Redis is down (/readyz says so).
+        return _Jobs(ArqQueue(commands, queue_name(settings), serialize), [])
     channels = build_channels(settings.nectar_bots, sessions, events)
     queue: InProcessQueue
 
@@ -117,12 +112,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.database_url, pool_size=settings.db_pool_size, echo=settings.db_echo
         )
         redis: Redis | None = None
+        commands: Commands | None = None
         limiter: Limiter
         events: EventBus
         if settings.redis_url:
             redis = Redis.from_url(settings.redis_url)
-            limiter = FallbackLimiter(RedisLimiter(redis, settings.redis_prefix), MemoryLimiter())
-            events = RedisBus(redis, settings.redis_prefix)
+            # The turn's own commands (limits, live events, enqueue) on one pipelined
+            # connection; subscriptions and the readiness check through redis-py.
+            commands = commands_for(settings.redis_url, redis)
+            limiter = FallbackLimiter(
+                RedisLimiter(commands, settings.redis_prefix), MemoryLimiter()
+            )
+            events = RedisBus(redis, settings.redis_prefix, commands)
         else:
             limiter = MemoryLimiter()
             events = MemoryBus()
@@ -130,13 +131,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await migrations.ensure_current(engine)
         except BaseException:
             await engine.dispose()
+            if commands is not None:
+                await commands.aclose()
             if redis is not None:
                 await redis.aclose()
             raise
         responder = build_responder(settings.nectar_bots.responder)
         turns = await open_store(engine, settings.database_url, settings.db_pool_size)
         sessions = sessionmaker(engine)
-        jobs = await _start_jobs(settings, engine, sessions, events, redis)
+        jobs = await _start_jobs(settings, engine, sessions, events, commands)
         services = Services(
             settings=settings,
             engine=engine,
@@ -157,6 +160,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await jobs.stop()
             await turns.close()
             await responder.aclose()
+            if commands is not None:
+                await commands.aclose()
             if redis is not None:
                 await redis.aclose()
             await engine.dispose()

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from nectar.redis_pipe import Commands, RedisPyCommands
+
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 1000
 
@@ -60,18 +62,22 @@ class MemoryBus:
 
 
 class RedisBus:
-    """Across replicas: Redis pub/sub, one connection per subscriber."""
+    """Across replicas: Redis pub/sub, one connection per subscriber; events are published
+    through ``commands`` (the pipelined connection in the API)."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, commands: Commands | None = None) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._commands = commands or RedisPyCommands(redis)
 
     def _name(self, channel: str) -> str:
         return f"{self._prefix}:events:{channel}"
 
     async def publish(self, channel: str, event: dict[str, Any]) -> None:
         try:
-            await self._redis.publish(self._name(channel), json.dumps(event, default=str))
+            await self._commands.execute(
+                "PUBLISH", self._name(channel), json.dumps(event, default=str)
+            )
         except Exception:
             log.warning("could not publish a live event on %s", channel, exc_info=True)
 

@@ -13,9 +13,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
+from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import Serializer, serialize_job
 from arq.utils import timestamp_ms
+
+from nectar.redis_pipe import Commands, Script
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +123,8 @@ class InProcessQueue:
 
 # arq's own enqueue_job (WATCH, EXISTS, MULTI/PSETEX/ZADD/EXEC) costs four round trips per job;
 # this does the same checks and writes atomically, for every job of a call, in one.
-_ENQUEUE = """
+_ENQUEUE = Script(
+    """
 local added = 0
 for i = 0, #ARGV / 4 - 1 do
     local job_key, result_key, queue = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
@@ -135,6 +138,7 @@ for i = 0, #ARGV / 4 - 1 do
 end
 return added
 """
+)
 
 
 class ArqQueue:
@@ -143,10 +147,17 @@ class ArqQueue:
     Jobs are written exactly as arq's ``enqueue_job`` writes them (its serializer, key names
     and expiry), in one Lua script per call."""
 
-    def __init__(self, pool: Any, queue_name: str) -> None:
-        self._pool = pool
+    def __init__(
+        self,
+        redis: Commands,
+        queue_name: str,
+        serializer: Serializer,
+        expires_extra: int = expires_extra_ms,
+    ) -> None:
+        self._redis = redis
         self._queue_name = queue_name
-        self._script = pool.register_script(_ENQUEUE)
+        self._serializer = serializer
+        self._expires_extra = expires_extra
 
     async def enqueue(
         self, delivery_ids: list[uuid.UUID], delay: float = 0.0, tag: str = ""
@@ -155,7 +166,7 @@ class ArqQueue:
             return
         now = timestamp_ms()
         score = now + int(delay * 1000)
-        expires = score - now + self._pool.expires_extra_ms
+        expires = score - now + self._expires_extra
         keys: list[str] = []
         args: list[Any] = []
         for delivery_id in delivery_ids:
@@ -166,12 +177,12 @@ class ArqQueue:
                 {},
                 None,
                 now,
-                serializer=self._pool.job_serializer,
+                serializer=self._serializer,
             )
             keys += [job_key_prefix + job_id, result_key_prefix + job_id, self._queue_name]
             args += [job_id, job, score, expires]
         try:
-            await self._script(keys=keys, args=args)
+            await self._redis.run(_ENQUEUE, keys, args)
         except Exception:
             log.warning(
                 "could not enqueue %d deliveries; the sweeper will pick them up",

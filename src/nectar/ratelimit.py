@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from nectar.redis_pipe import Commands, Script
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,17 @@ class MemoryLimiter:
             del self._counts[bucket]
 
 
-_HIT = """
+_HIT = Script(
+    """
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])
 if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return n
 """
+)
 
 
-_HIT_MANY = """
+_HIT_MANY = Script(
+    """
 local out = {}
 local n = #KEYS
 if ARGV[1] == '1' then n = n - 1 end
@@ -117,39 +121,40 @@ if ARGV[1] == '1' then
 end
 return out
 """
+)
 
 
 class RedisLimiter:
     """Shared by every replica. One round trip per hit (INCRBY + EXPIRE in a script)."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Commands, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._script = redis.register_script(_HIT)
-        self._script_many = redis.register_script(_HIT_MANY)
 
     def _key(self, key: str, window: int, start: int) -> str:
         return f"{self._prefix}:rl:{key}:{window}:{start}"
 
     async def hit(self, key: str, limit: int, window: int, cost: int = 1) -> Window:
         start, reset_in = _bucket(window, time.time())
-        count = await self._script(keys=[self._key(key, window, start)], args=[cost, window + 5])
+        count = await self._redis.run(_HIT, [self._key(key, window, start)], [cost, window + 5])
         return Window(int(count), limit, reset_in)
 
     async def peek(self, key: str, limit: int, window: int) -> Window:
         start, reset_in = _bucket(window, time.time())
-        value = await self._redis.get(self._key(key, window, start))
+        value = await self._redis.execute("GET", self._key(key, window, start))
         return Window(int(value or 0), limit, reset_in)
 
     async def clear(self, key: str, window: int) -> None:
         start, _ = _bucket(window, time.time())
-        await self._redis.delete(self._key(key, window, start))
+        await self._redis.execute("DEL", self._key(key, window, start))
 
     async def hit_many(
         self, hits: list[tuple[str, int, int]], read: str | None = None
     ) -> tuple[list[Window], str | None]:
         now = time.time()
-        keys, expiries, resets = [], [], []
+        keys: list[str | int] = []
+        expiries: list[str | int] = []
+        resets = []
         for key, _limit, window in hits:
             start, reset_in = _bucket(window, now)
             keys.append(self._key(key, window, start))
@@ -157,7 +162,7 @@ class RedisLimiter:
             resets.append(reset_in)
         if read:
             keys.append(f"{self._prefix}:{read}")
-        result = await self._script_many(keys=keys, args=["1" if read else "0", *expiries])
+        result = await self._redis.run(_HIT_MANY, keys, ["1" if read else "0", *expiries])
         windows = [
             Window(int(count), limit, reset)
             for count, (_key, limit, _window), reset in zip(result, hits, resets, strict=False)
@@ -168,7 +173,7 @@ class RedisLimiter:
         return windows, value
 
     async def incr(self, key: str) -> None:
-        await self._redis.incr(f"{self._prefix}:{key}")
+        await self._redis.execute("INCR", f"{self._prefix}:{key}")
 
 
 class FallbackLimiter:

@@ -4,13 +4,14 @@ does, so that an arq worker runs them and a job id is enqueued once."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
 from nectar.queue import DELIVER_JOB, ArqQueue
+from nectar.redis_pipe import RedisPipe, RedisPyCommands
 from workers.settings import deserialize, serialize
 
 pytestmark = pytest.mark.redis
@@ -26,15 +27,31 @@ async def pool(redis_url: str) -> AsyncIterator[ArqRedis]:
         await redis.aclose()
 
 
+@pytest.fixture(params=["pipe", "redis-py"])
+async def queue_of(
+    request: pytest.FixtureRequest, pool: ArqRedis, redis_url: str
+) -> AsyncIterator[Callable[[str], ArqQueue]]:
+    """ArqQueue on the API's pipelined connection, or on the worker's redis-py client."""
+    pipe = RedisPipe.from_url(redis_url)
+    assert pipe is not None
+    commands = pipe if request.param == "pipe" else RedisPyCommands(pool)
+    try:
+        yield lambda name: ArqQueue(commands, name, serialize)
+    finally:
+        await pipe.aclose()
+
+
 async def _queued(pool: ArqRedis, queue: str) -> list[tuple[str, float]]:
     return [(k.decode(), s) for k, s in await pool.zrange(queue, 0, -1, withscores=True)]
 
 
-async def test_jobs_read_back_as_arq_wrote_them(pool: ArqRedis, redis_prefix: str) -> None:
+async def test_jobs_read_back_as_arq_wrote_them(
+    pool: ArqRedis, queue_of: Callable[[str], ArqQueue], redis_prefix: str
+) -> None:
     queue_name = f"{redis_prefix}:queue"
     ids = [uuid.uuid4(), uuid.uuid4()]
     try:
-        await ArqQueue(pool, queue_name).enqueue(ids)
+        await queue_of(queue_name).enqueue(ids)
         queued = await _queued(pool, queue_name)
         assert sorted(job_id for job_id, _ in queued) == sorted(str(i) for i in ids)
         for delivery_id in ids:
@@ -51,10 +68,12 @@ async def test_jobs_read_back_as_arq_wrote_them(pool: ArqRedis, redis_prefix: st
         await pool.delete(queue_name, *(f"arq:job:{i}" for i in ids))
 
 
-async def test_a_job_id_is_enqueued_once(pool: ArqRedis, redis_prefix: str) -> None:
+async def test_a_job_id_is_enqueued_once(
+    pool: ArqRedis, queue_of: Callable[[str], ArqQueue], redis_prefix: str
+) -> None:
     queue_name = f"{redis_prefix}:queue"
     delivery_id = uuid.uuid4()
-    queue = ArqQueue(pool, queue_name)
+    queue = queue_of(queue_name)
     try:
         await queue.enqueue([delivery_id])
         first = await _queued(pool, queue_name)
@@ -67,10 +86,12 @@ async def test_a_job_id_is_enqueued_once(pool: ArqRedis, redis_prefix: str) -> N
         await pool.delete(queue_name, f"arq:job:{delivery_id}", f"arq:job:{delivery_id}:retry-1")
 
 
-async def test_a_delay_defers_the_job(pool: ArqRedis, redis_prefix: str) -> None:
+async def test_a_delay_defers_the_job(
+    pool: ArqRedis, queue_of: Callable[[str], ArqQueue], redis_prefix: str
+) -> None:
     queue_name = f"{redis_prefix}:queue"
     now, later = uuid.uuid4(), uuid.uuid4()
-    queue = ArqQueue(pool, queue_name)
+    queue = queue_of(queue_name)
     try:
         await queue.enqueue([now])
         await queue.enqueue([later], delay=30)
