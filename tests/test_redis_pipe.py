@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import uvloop
 from redis import exceptions
 from redis.asyncio import Redis
 
@@ -216,3 +217,21 @@ async def test_tls_urls_go_through_redis_py(redis: Redis) -> None:
     assert RedisPipe.from_url("rediss://127.0.0.1:6380/0") is None
     assert isinstance(commands_for("rediss://127.0.0.1:6380/0", redis), RedisPyCommands)
     assert isinstance(commands_for("redis://127.0.0.1:6379/0", redis), RedisPipe)
+
+
+def test_the_pipe_runs_on_uvloop(redis_url: str) -> None:
+    """The server runs on uvloop, whose transports are not asyncio's classes."""
+
+    async def scenario() -> None:
+        pipe = RedisPipe.from_url(redis_url)
+        assert pipe is not None
+        try:
+            payloads = [f"{i}:" + "y" * (i * 7919 % 50_000) for i in range(100)]
+            replies = await asyncio.gather(*(pipe.execute("ECHO", p) for p in payloads))
+            assert replies == [p.encode() for p in payloads]
+            assert await pipe.run(Script("return ARGV[1]"), [], ["ok"]) == b"ok"
+        finally:
+            await pipe.aclose()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())
