@@ -423,7 +423,19 @@ def bench(args: argparse.Namespace, run: Run, log: Any) -> dict[str, Any]:
         mix = Mix(firsts, follows, args.max_turns, seed=args.seed)
         latency = run_async(open_loop(target, mix, args.rate, args.warmup, args.duration))
         results[target.name] = {"throughput": asdict(throughput), "latency": asdict(latency)}
+    results["chat"]["counted_in_redis"] = counted_in_redis(run, bot_id)
     return results
+
+
+def counted_in_redis(run: Run, bot_id: str) -> int:
+    """The bot's turns in Redis's daily rate-limit windows: proof that the limits were
+    counted there, not in-process after a silent fall-back (which is cheaper)."""
+    client = redis.Redis.from_url(run.redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{run.redis_prefix}:rl:chat:{bot_id}:d:*"))
+        return sum(int(v or 0) for v in client.mget(keys)) if keys else 0
+    finally:
+        client.close()
 
 
 async def _one(target: Target, body: bytes) -> tuple[int, bytes]:
@@ -491,6 +503,14 @@ def report(summary: dict[str, Any]) -> str:
             "",
         ),
     ]
+    rows.append(
+        (
+            "chat turns counted by the Redis limiter",
+            "",
+            f"{chat['counted_in_redis']:,}",
+            f">= {ct['requests'] + cl['sent']:,} {verdict(met['redis_limits'])}",
+        )
+    )
     rows += [
         (f"cores used by {who} (wrk run)", f"{ft['cpu'][who]:.2f}", f"{ct['cpu'][who]:.2f}", "")
         for who in ("server", "postgres", "generator", "other")
@@ -619,6 +639,9 @@ def main() -> int:
         "ratio": summary["chat_floor_ratio"] >= TARGET_RATIO,
         "p99": results["chat"]["latency"]["p99_ms"] <= TARGET_P99_MS,
         "no_errors": errors == 0,
+        # Every measured turn (and the warm-ups) went through the Redis limiter.
+        "redis_limits": results["chat"]["counted_in_redis"]
+        >= results["chat"]["throughput"]["requests"] + results["chat"]["latency"]["sent"],
     }
     print(json.dumps(summary, indent=2) if args.json else report(summary))
     return 0
