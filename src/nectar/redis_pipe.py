@@ -93,15 +93,34 @@ def _error(reply: Exception) -> exceptions.RedisError:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
+    """Replies matched to waiters in order. A watchdog, not a timer per call, drops the
+    connection once its oldest unanswered command is ``timeout`` seconds old."""
+
+    def __init__(self, timeout: float, where: str) -> None:
         self._reader = hiredis.Reader()
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._sent: collections.deque[float] = collections.deque()
         self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timeout = timeout
+        self._where = where
+        self._watch: asyncio.TimerHandle | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not subclasses of asyncio.Transport, only alike.
         self._transport = cast(asyncio.Transport, transport)
+        self._watch = self._loop.call_later(self._timeout / 4, self._check)
+
+    def _check(self) -> None:
+        if self._sent and self._loop.time() - self._sent[0] > self._timeout:
+            self.abort(
+                exceptions.TimeoutError(
+                    f"Redis at {self._where} did not answer within {self._timeout} s"
+                )
+            )
+        elif not self.closed:
+            self._watch = self._loop.call_later(self._timeout / 4, self._check)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
@@ -113,6 +132,7 @@ class _Connection(asyncio.Protocol):
                 return
             if reply is False:
                 return
+            self._sent.popleft()
             waiter = self._waiting.popleft()
             if not waiter.done():  # a caller that gave up still had its place in line
                 waiter.set_result(reply)
@@ -122,6 +142,9 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         self.closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+        self._sent.clear()
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
@@ -130,8 +153,9 @@ class _Connection(asyncio.Protocol):
     def send(self, command: bytes) -> asyncio.Future[Any]:
         if self.closed or self._transport is None:
             raise exceptions.ConnectionError("Redis connection lost: closed")
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self._loop.create_future()
         self._waiting.append(waiter)
+        self._sent.append(self._loop.time())
         self._transport.write(command)
         return waiter
 
@@ -142,9 +166,10 @@ class _Connection(asyncio.Protocol):
 
 
 class RedisPipe:
-    """One connection, opened on first use and again after it is lost; every call waits at
-    most ``timeout`` seconds for its reply (then the connection is dropped: a Redis that
-    stopped answering must not collect callers)."""
+    """One connection, opened on first use and again after it is lost. A call waits at most
+    about ``timeout`` seconds for its reply (checked every quarter of it); then the
+    connection is dropped with every call it holds: a Redis that stopped answering must not
+    collect callers."""
 
     def __init__(
         self,
@@ -197,14 +222,16 @@ class RedisPipe:
                     f"Redis at {self._where()} unreachable; next attempt in "
                     f"{self._retry_at - loop.time():.1f} s"
                 )
+
+            def made() -> _Connection:
+                return _Connection(self._timeout, self._where())
+
             try:
                 async with asyncio.timeout(self._connect_timeout):
                     if self._path:
-                        _, connection = await loop.create_unix_connection(_Connection, self._path)
+                        _, connection = await loop.create_unix_connection(made, self._path)
                     else:
-                        _, connection = await loop.create_connection(
-                            _Connection, self._host, self._port
-                        )
+                        _, connection = await loop.create_connection(made, self._host, self._port)
                     greeting = []
                     if self._password is not None:
                         who = (self._username,) if self._username else ()
@@ -229,15 +256,7 @@ class RedisPipe:
         connection = self._connection
         if connection is None or connection.closed:
             connection = await self._open()
-        waiter = connection.send(command)
-        try:
-            async with asyncio.timeout(self._timeout):
-                reply = await waiter
-        except TimeoutError:
-            connection.abort(exceptions.TimeoutError("an earlier Redis command timed out"))
-            raise exceptions.TimeoutError(
-                f"Redis at {self._where()} did not answer within {self._timeout} s"
-            ) from None
+        reply = await connection.send(command)
         if isinstance(reply, hiredis.ReplyError):
             raise _error(reply)
         return reply
