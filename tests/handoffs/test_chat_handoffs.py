@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from nectar.chat import store
 from tests.helpers import create_bot
 
 ARTICLES = {
@@ -153,3 +157,75 @@ async def test_turns_racing_to_hand_off_open_one_handoff(
     assert sorted(texts[1:]) == [f"/agent now please ({i})" for i in range(4)]
     seqs = [m["seq"] for m in messages.json()["messages"]]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_message_stored_while_the_handoff_is_built_is_kept_in_order(
+    client: httpx.AsyncClient,
+    bot: dict,
+    admin: Any,
+    backend: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL the turn reads, builds the handoff in Python, then stores it in one
+    statement guarded by the message counter it read. An agent's message landing in between
+    makes it read and build again: both keep their places and the snapshot has both."""
+    if backend != "postgres":
+        pytest.skip("SQLite's turn is one transaction")
+    first = await say(client, bot, "how do I reset my password?")
+    cid = uuid.UUID(first["conversation_id"])
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    original = store._handoff_write
+    counts: list[int | None] = []
+
+    def interloping(turn: Any, opening: Any, count: int | None, *rest: Any) -> Any:
+        counts.append(count)
+        if len(counts) == 1:  # another writer's message, committed right now
+
+            async def agent_reply() -> None:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    seq = await conn.fetchval(
+                        "UPDATE nectar_bot_conversations SET message_count = message_count + 1"
+                        " WHERE id = $1 RETURNING message_count",
+                        cid,
+                    )
+                    await conn.execute(
+                        "INSERT INTO nectar_bot_messages (id, conversation_id, seq, role,"
+                        " content, created_at) VALUES ($1, $2, $3, 'agent', 'meanwhile', now())",
+                        uuid.uuid4(),
+                        cid,
+                        seq,
+                    )
+                finally:
+                    await conn.close()
+
+            with ThreadPoolExecutor(1) as thread:
+                thread.submit(asyncio.run, agent_reply()).result()
+        return original(turn, opening, count, *rest)
+
+    monkeypatch.setattr(store, "_handoff_write", interloping)
+    turn = await say(client, bot, "/agent please", str(cid))
+    assert counts == [2, 3]  # read again after the guard failed
+    assert turn["handoff"]["status"] == "pending"
+    listed = await client.get(
+        f"/api/nectar-bots/{bot['id']}/conversations/{cid}/messages",
+        headers={"X-API-Key": bot["api_key"]},
+    )
+    messages = [(m["seq"], m["role"], m["content"]) for m in listed.json()["messages"]]
+    assert [m[:2] for m in messages] == [
+        (1, "user"),
+        (2, "bot"),
+        (3, "agent"),
+        (4, "user"),
+        (5, "system"),
+    ]
+    assert messages[3][2] == "/agent please"
+    detail = (
+        await client.get(
+            f"/api/nectar-bots/handoffs/{turn['handoff']['id']}", headers=admin.headers
+        )
+    ).json()
+    snapshot = [(m["seq"], m["content"]) for m in detail["context"]["messages"]]
+    assert snapshot[2:] == [(3, "meanwhile"), (4, "/agent please")]
+    assert detail["context"]["trigger_message"]["seq"] == 4

@@ -6,15 +6,14 @@ conversation, writes the conversation's counter, the new messages and the usage 
 Two stores behind one interface:
 
 - ``PgTurnStore`` (PostgreSQL): fixed SQL on a raw asyncpg pool, prepared once per
-  connection. Its write is a single statement (data-modifying CTEs), so a turn costs three
-  round trips and no BEGIN/COMMIT. This is the hot path of the service; SQLAlchemy's
+  connection. Its write is a single statement (data-modifying CTEs), so a turn costs at most
+  three round trips and no BEGIN/COMMIT; the turn that opens a handoff reads what its
+  context snapshot needs, then stores everything in one statement guarded by the
+  conversation's message counter. This is the hot path of the service; SQLAlchemy's
   statement building, compilation and result processing cost more CPU than the whole turn
   may spend.
 - ``SqlTurnStore`` (SQLite, or any engine): the same operations as SQLAlchemy Core
-  statements in one transaction.
-
-The turn that opens a handoff is rare and does much more (context snapshot, outbox); it
-goes through SQLAlchemy on either database (``reserve`` and ``insert_messages`` below).
+  statements in one transaction (the handoff through ``handoffs.service.open_handoff``).
 """
 
 from __future__ import annotations
@@ -235,8 +234,8 @@ _PG_RESERVE_NEW = """
     INSERT INTO nectar_bot_conversations (id, bot_id, user_ref, user_name, user_email,
         metadata, message_count, handled_by, origin, bot_since_seq, created_at,
         last_message_at)
-    VALUES (:conv, :bot, :user_ref, :user_name, :user_email, :metadata::jsonb, :added, 'bot',
-        :origin, 0, :now, :now)
+    VALUES (:conv, :bot, :user_ref, :user_name, :user_email, :metadata::jsonb, :added,
+        :conv_handled_by, :origin, 0, :now, :now)
     RETURNING 1 AS first
 """
 _PG_RESERVE_NEXT = """
@@ -325,39 +324,39 @@ _PG_WRITES = {
 }
 
 
-# The turn that opens a handoff, in one transaction of two statements. The first stores the
-# user's message and returns what the context snapshot needs (the conversation, its latest
-# messages including this one, the people to notify); the second inserts the handoff, its
-# first event, its outbox rows, the notice and the usage row, rows built in Python by the
-# same functions as the portable path, passed as JSON.
-_PG_HANDOFF_USER = """
-    INSERT INTO nectar_bot_messages (id, conversation_id, seq, role, content, created_at)
-    SELECT :m0_id, :conv, c.first, :m0_role, :m0_content, :now FROM c
-    RETURNING id, seq, role, content, confidence, sources, created_at
-"""
-_PG_HANDOFF_CONTEXT = f"""
-SELECT c.first,
-    (SELECT row_to_json(x)::text FROM (
-        SELECT user_ref, user_name, user_email, metadata, created_at
-        FROM nectar_bot_conversations WHERE id = :conv) AS x),
-    (SELECT json_agg(y ORDER BY y.seq)::text FROM (
-        SELECT * FROM m0
-        UNION ALL
-        (SELECT id, seq, role, content, confidence, sources, created_at
-         FROM nectar_bot_messages WHERE conversation_id = :conv
-         ORDER BY seq DESC LIMIT {MAX_CONTEXT_MESSAGES - 1})) AS y),
+# The turn that opens a handoff: two statements, no transaction. The first only reads what
+# the context snapshot needs (the conversation, its latest messages, the people to notify,
+# and its message counter); the handoff's rows are built in Python by the same functions as
+# the portable path; the second statement stores everything at once (the user's message,
+# the notice, the handoff, its first event, its outbox rows, the usage row), guarded by the
+# counter read: if another turn of the conversation came in between, nothing is written
+# and the turn reads again. One statement is atomic, so BEGIN and COMMIT (two more round
+# trips, and a transaction held open while Python builds the rows) are not needed.
+_PG_PEOPLE = """
     (SELECT json_agg(json_build_array(u.id, u.email))::text FROM users AS u
-     WHERE u.is_active AND u.role = ANY(:roles))
-FROM c
+     WHERE u.is_active AND u.role = ANY({roles}))
+"""
+_PG_HANDOFF_READ_NEW = f"SELECT NULL::int, NULL::text, NULL::text, {_PG_PEOPLE.format(roles='$1')}"
+_PG_HANDOFF_READ = f"""
+SELECT c.message_count,
+    (SELECT row_to_json(x)::text FROM (
+        SELECT c.user_ref, c.user_name, c.user_email, c.metadata, c.created_at) AS x),
+    (SELECT json_agg(y ORDER BY y.seq)::text FROM (
+        SELECT id, seq, role, content, confidence, sources, created_at
+        FROM nectar_bot_messages WHERE conversation_id = $1
+        ORDER BY seq DESC LIMIT {MAX_CONTEXT_MESSAGES - 1}) AS y),
+    {_PG_PEOPLE.format(roles="$2")}
+FROM (SELECT * FROM nectar_bot_conversations WHERE id = $1 OFFSET 0) AS c
 """  # noqa: S608 - constants only; values are bound
-
-
-def _pg_handoff_begin(new: bool) -> _Statement:
-    reserve = _PG_RESERVE_NEW if new else _PG_RESERVE_NEXT
-    return _Statement.of(f"WITH c AS ({reserve}), m0 AS ({_PG_HANDOFF_USER}) {_PG_HANDOFF_CONTEXT}")
-
-
-_PG_HANDOFF_BEGIN = {new: _pg_handoff_begin(new) for new in (True, False)}
+_PG_HANDOFF_RESERVE = """
+    UPDATE nectar_bot_conversations
+    SET message_count = message_count + :added, last_message_at = :now, handled_by = 'human'
+    WHERE id = :conv AND message_count = :expected
+    RETURNING message_count - :added + 1 AS first
+"""
+# A conversation with an open handoff is the human's already, so the turn hands it over
+# whether or not its own handoff is the one stored (another turn may have opened one).
+HANDOFF_ATTEMPTS = 5
 
 
 def _from_json(
@@ -372,27 +371,33 @@ def _from_json(
     return f"INSERT INTO {table} ({cols}) SELECT {picked} FROM {source}"  # noqa: S608
 
 
-@functools.lru_cache(maxsize=8)
-def _pg_handoff_open(
+@functools.lru_cache(maxsize=16)
+def _pg_handoff_write(
+    new: bool,
     handoff: tuple[str, ...],
     event: tuple[str, ...],
     delivery: tuple[str, ...],
     message: tuple[str, ...],
     usage: tuple[str, ...],
-) -> str:
-    h = _from_json("nectar_bot_handoffs", handoff, "$1")
-    e = _from_json("nectar_bot_handoff_events", event, "$2", only_with="h")
-    d = _from_json("notification_deliveries", delivery, "$4", many=True, only_with="h")
-    return f"""
-    WITH h AS ({h} ON CONFLICT DO NOTHING RETURNING id),
+) -> _Statement:
+    reserve = _PG_RESERVE_NEW if new else _PG_HANDOFF_RESERVE
+    h = _from_json("nectar_bot_handoffs", handoff, ":handoff", only_with="c")
+    e = _from_json("nectar_bot_handoff_events", event, ":event", only_with="h")
+    d = _from_json("notification_deliveries", delivery, ":deliveries", True, only_with="h")
+    m = _from_json("nectar_bot_messages", message, ":messages", True, only_with="c")
+    u = _from_json("nectar_bot_usage", usage, ":usage", only_with="c")
+    return _Statement.of(
+        f"""
+    WITH c AS ({reserve}),
+    m AS ({m}),
+    h AS ({h} ON CONFLICT DO NOTHING RETURNING id),
     e AS ({e}),
-    cv AS (UPDATE nectar_bot_conversations SET handled_by = 'human'
-           WHERE id = $3 AND EXISTS (SELECT FROM h)),
     d AS ({d} RETURNING id),
-    n AS ({_from_json("nectar_bot_messages", message, "$5")}),
-    u AS ({_from_json("nectar_bot_usage", usage, "$6")})
-    SELECT (SELECT id FROM h), (SELECT coalesce(array_agg(id), '{{}}') FROM d)
+    u AS ({u})
+    SELECT (SELECT count(*) FROM c), (SELECT id FROM h),
+        (SELECT coalesce(array_agg(id), '{{}}') FROM d)
     """  # noqa: S608 - constants only; values are bound
+    )
 
 
 def _json(row: dict[str, Any] | list[dict[str, Any]]) -> str:
@@ -496,6 +501,7 @@ class PgTurnStore:
                 user_email=new.user_email,
                 metadata=json.dumps(new.metadata),
                 origin=new.origin,
+                conv_handled_by="bot",
             )
         for i, m in enumerate(turn.messages):
             values.update(
@@ -522,100 +528,128 @@ class PgTurnStore:
         return Written(row[0], handoff, json.loads(row[2]) if row[2] else None)
 
     async def hand_off(self, turn: TurnWrite, opening: Opening) -> Written:
-        user, notice = turn.messages
-        new = turn.new
-        values: dict[str, Any] = {
-            "conv": turn.conversation_id,
-            "added": 2,
-            "now": turn.now,
-            "m0_id": user.id,
-            "m0_role": user.role,
-            "m0_content": user.content,
-            "roles": outbox.targeted_roles(opening.config, EventType.created),
-        }
-        if new is not None:
-            values.update(
-                bot=new.bot_id,
-                user_ref=new.user_ref,
-                user_name=new.user_name,
-                user_email=new.user_email,
-                metadata=json.dumps(new.metadata),
-                origin=new.origin,
-            )
-        begin = _PG_HANDOFF_BEGIN[new is not None]
-        async with self._connection() as conn, conn.transaction():
-            row = await conn.fetchrow(begin.sql, *begin.args(values))
-            if row is None:  # deleted since the turn read it
-                raise ConversationNotFound()
-            first, conv, history, people = row
-            conversation: dict[str, Any] = (
-                json.loads(conv)
-                if conv
-                else {
-                    "user_ref": new and new.user_ref,
-                    "user_name": new and new.user_name,
-                    "user_email": new and new.user_email,
-                    "metadata": new.metadata if new else {},
-                    "created_at": turn.now.isoformat(),
-                }
-            )
-            conversation["created_at"] = datetime.fromisoformat(conversation["created_at"])
-            context, summary = handoff_context.build(
-                bot=opening.bot,
-                conversation_id=turn.conversation_id,
-                conversation=conversation,
-                messages=[_stored(m) for m in json.loads(history)],
-                trigger_message_id=user.id,
-                reason=opening.decision.reason.value,
-                urgency=opening.decision.urgency.value,
-                evidence=opening.decision.evidence,
-                bot_draft=opening.draft,
-                now=turn.now,
-            )
-            handoff = handoff_service.handoff_row(
-                opening.config,
-                handoff_id=new_id(),
-                bot_id=turn.bot_id,
-                conversation_id=turn.conversation_id,
-                decision=opening.decision,
-                context=context,
-                summary=summary,
-                trigger_message_id=user.id,
-                opened_by=None,
-                now=turn.now,
-            )
-            event = handoff_service.created_event(handoff, turn.now)
-            deliveries = outbox.plan_rows(
-                opening.config,
-                handoff_id=handoff["id"],
-                event=EventType.created,
-                now=turn.now,
-                people=[(uuid.UUID(i), e) for i, e in json.loads(people or "[]")],
-                bot_methods=opening.bot_methods,
-            )
-            message = _message_row(turn.conversation_id, first + 1, notice, turn.now)
-            usage = _usage_row(turn)
-            sql = _pg_handoff_open(
-                tuple(handoff),
-                tuple(event),
-                tuple(deliveries[0]) if deliveries else ("id",),
-                tuple(message),
-                tuple(usage),
-            )
-            inserted, delivery_ids = await conn.fetchrow(
-                sql,
-                _json(handoff),
-                _json(event),
-                turn.conversation_id,
-                _json(deliveries),
-                _json(message),
-                _json(usage),
-            )
+        roles = outbox.targeted_roles(opening.config, EventType.created)
+        async with self._connection() as conn:
+            for _ in range(HANDOFF_ATTEMPTS):
+                if turn.new is None:
+                    read = await conn.fetchrow(_PG_HANDOFF_READ, turn.conversation_id, roles)
+                    if read is None:  # deleted since the turn read it
+                        raise ConversationNotFound()
+                else:
+                    read = await conn.fetchrow(_PG_HANDOFF_READ_NEW, roles)
+                statement, values, first = _handoff_write(turn, opening, *read)
+                stored, inserted, delivery_ids = await conn.fetchrow(
+                    statement.sql, *statement.args(values)
+                )
+                if stored:
+                    break
+            else:
+                log.warning(
+                    "conversation %s: %d handoff attempts met another turn each time",
+                    turn.conversation_id,
+                    HANDOFF_ATTEMPTS,
+                )
+                raise Overloaded("this conversation is busy; retry shortly")
             if inserted is not None:
+                handoff = values["handoff_row"]
                 return Written(first, handoff_service.opened(handoff, list(delivery_ids)))
             # Another turn opened one a moment ago: this message is relayed to it instead.
             current = await conn.fetchval(_PG_OPEN_HANDOFF_OF, turn.conversation_id)
         return Written(first, json.loads(current) if current else None)
+
+
+def _handoff_write(
+    turn: TurnWrite,
+    opening: Opening,
+    count: int | None,
+    conv: str | None,
+    history: str | None,
+    people: str | None,
+) -> tuple[_Statement, dict[str, Any], int]:
+    """The statement that stores a handoff turn, its values, and the user's message's seq,
+    from what _PG_HANDOFF_READ(_NEW) returned (count None: a new conversation)."""
+    user, notice = turn.messages
+    new = turn.new
+    first = 1 if count is None else count + 1
+    conversation: dict[str, Any] = (
+        json.loads(conv)
+        if conv
+        else {
+            "user_ref": new and new.user_ref,
+            "user_name": new and new.user_name,
+            "user_email": new and new.user_email,
+            "metadata": new.metadata if new else {},
+            "created_at": turn.now.isoformat(),
+        }
+    )
+    conversation["created_at"] = datetime.fromisoformat(conversation["created_at"])
+    asked = _message_row(turn.conversation_id, first, user, turn.now)
+    context, summary = handoff_context.build(
+        bot=opening.bot,
+        conversation_id=turn.conversation_id,
+        conversation=conversation,
+        messages=[*(_stored(m) for m in json.loads(history or "[]")), asked],
+        trigger_message_id=user.id,
+        reason=opening.decision.reason.value,
+        urgency=opening.decision.urgency.value,
+        evidence=opening.decision.evidence,
+        bot_draft=opening.draft,
+        now=turn.now,
+    )
+    handoff = handoff_service.handoff_row(
+        opening.config,
+        handoff_id=new_id(),
+        bot_id=turn.bot_id,
+        conversation_id=turn.conversation_id,
+        decision=opening.decision,
+        context=context,
+        summary=summary,
+        trigger_message_id=user.id,
+        opened_by=None,
+        now=turn.now,
+    )
+    event = handoff_service.created_event(handoff, turn.now)
+    deliveries = outbox.plan_rows(
+        opening.config,
+        handoff_id=handoff["id"],
+        event=EventType.created,
+        now=turn.now,
+        people=[(uuid.UUID(i), e) for i, e in json.loads(people or "[]")],
+        bot_methods=opening.bot_methods,
+    )
+    messages = [asked, _message_row(turn.conversation_id, first + 1, notice, turn.now)]
+    usage = _usage_row(turn)
+    statement = _pg_handoff_write(
+        new is not None,
+        tuple(handoff),
+        tuple(event),
+        tuple(deliveries[0]) if deliveries else ("id",),
+        tuple(asked),
+        tuple(usage),
+    )
+    values: dict[str, Any] = {
+        "conv": turn.conversation_id,
+        "added": 2,
+        "now": turn.now,
+        "expected": count,
+        "handoff": _json(handoff),
+        "event": _json(event),
+        "deliveries": _json(deliveries),
+        "messages": _json(messages),
+        "usage": _json(usage),
+        "handoff_row": handoff,
+    }
+    if new is not None:
+        values.update(
+            bot=new.bot_id,
+            user_ref=new.user_ref,
+            user_name=new.user_name,
+            user_email=new.user_email,
+            metadata=json.dumps(new.metadata),
+            origin=new.origin,
+            conv_handled_by="human",
+        )
+    return statement, values, first
 
 
 # --- SQLite (or any engine): SQLAlchemy Core ---------------------------------------------------
