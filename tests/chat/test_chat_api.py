@@ -378,12 +378,14 @@ async def test_public_endpoints_never_serve_a_conversation_started_with_the_key(
     assert r.status_code == 200
 
 
+@pytest.mark.parametrize("local", [True, False], ids=["connection-held", "connection-released"])
 async def test_conversation_deleted_during_the_turn_is_404_and_stores_nothing(
-    app: Any, client: httpx.AsyncClient, bot: dict, db: Any
+    app: Any, client: httpx.AsyncClient, bot: dict, db: Any, local: bool
 ) -> None:
     """The turn reads the conversation, answers outside any transaction, then writes: a
     conversation deleted in between (its bot deleted, say) is a 404, never a 500 or an
-    orphan message."""
+    orphan message; whether the turn kept its connection meanwhile (a local responder, on
+    PostgreSQL) or not."""
     first = await chat(client, bot, "reset password")
     cid = uuid.UUID(first.json()["conversation_id"])
     services = app.state.services
@@ -391,6 +393,9 @@ async def test_conversation_deleted_during_the_turn_is_404_and_stores_nothing(
 
     class DeletingResponder:
         name = "deleting"
+
+        def __init__(self) -> None:
+            self.local = local
 
         async def answer(self, question: Any) -> Any:
             async with db.begin() as conn:

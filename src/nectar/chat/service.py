@@ -47,6 +47,7 @@ from nectar.chat.store import (
     Opening,
     TurnContext,
     TurnWrite,
+    Written,
 )
 from nectar.chat.stream import MESSAGE_COLUMNS, publish_messages
 from nectar.db import new_id, utcnow
@@ -221,8 +222,54 @@ async def handle_turn(
 ) -> ChatResponse:
     """Store the user's message and answer it, hand it to a human, or relay it to the human
     who already holds the conversation."""
-    started = time.perf_counter()
     now = utcnow()
+    # A responder that only computes lets the turn keep one database connection from its
+    # read to its write; one that calls out (a model API) must not hold it meanwhile.
+    async with services.turns.turn(hold=responder.local):
+        turn = await _answer_and_store(services, bot, request, responder, origin, now)
+    ctx, messages, written, answer = turn.ctx, turn.messages, turn.written, turn.answer
+    first_seq, handoff = written.first_seq, written.open_handoff
+    if not ctx.is_new:
+        # Nobody can follow a conversation whose id this response is the first to tell.
+        await publish_messages(services, ctx.conversation_id, _rows(messages, first_seq, now))
+    if handoff and handoff.get("deliveries"):
+        await services.queue.enqueue(handoff["deliveries"])
+    if written.notified is not None:
+        note = written.notified
+        await services.events.publish(user_channel(note["user_id"]), created_event(note))
+    bot_answered = not turn.handed_off and answer is not None
+    return ChatResponse(
+        conversation_id=ctx.conversation_id,
+        message_id=messages[-1].id,
+        reply=messages[1].content if len(messages) > 1 else None,
+        confidence=answer.confidence if answer else None,
+        handled_by="bot" if bot_answered else "human",
+        sources=[SourceOut.model_validate(s) for s in turn.sources] if not turn.handed_off else [],
+        handoff=HandoffRef.model_validate(handoff) if handoff else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    ctx: TurnContext
+    answer: Answer | None
+    handed_off: bool
+    sources: list[dict[str, Any]]
+    messages: list[NewMessage]
+    written: Written
+
+
+async def _answer_and_store(
+    services: Services,
+    bot: BotSnapshot,
+    request: ChatRequest,
+    responder: Responder,
+    origin: str,
+    now: datetime,
+) -> _Stored:
+    """Read, answer (or decide on a handoff) and store: the part of the turn that may keep
+    one database connection throughout."""
+    started = time.perf_counter()
     config = services.settings.nectar_bots
     ctx, hits = await services.turns.read(
         bot.id,
@@ -301,25 +348,7 @@ async def handle_turn(
         written = await services.turns.write(
             _turn(ctx, bot, new, messages, now, answer, len(hits), elapsed_ms)
         )
-    first_seq, handoff = written.first_seq, written.open_handoff
-    if not ctx.is_new:
-        # Nobody can follow a conversation whose id this response is the first to tell.
-        await publish_messages(services, ctx.conversation_id, _rows(messages, first_seq, now))
-    if handoff and handoff.get("deliveries"):
-        await services.queue.enqueue(handoff["deliveries"])
-    if written.notified is not None:
-        note = written.notified
-        await services.events.publish(user_channel(note["user_id"]), created_event(note))
-    bot_answered = decision is None and answer is not None
-    return ChatResponse(
-        conversation_id=ctx.conversation_id,
-        message_id=messages[-1].id,
-        reply=messages[1].content if len(messages) > 1 else None,
-        confidence=answer.confidence if answer else None,
-        handled_by="bot" if bot_answered else "human",
-        sources=[SourceOut.model_validate(s) for s in sources] if decision is None else [],
-        handoff=HandoffRef.model_validate(handoff) if handoff else None,
-    )
+    return _Stored(ctx, answer, decision is not None, sources, messages, written)
 
 
 def _turn(

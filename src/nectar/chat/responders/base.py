@@ -53,6 +53,9 @@ class Question:
 
 class Responder(Protocol):
     name: str
+    # True when answer() only computes (no network, no disk): the chat turn may then keep
+    # its database connection from reading to writing.
+    local: bool
 
     async def answer(self, question: Question) -> Answer: ...
 

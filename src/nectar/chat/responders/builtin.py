@@ -77,6 +77,7 @@ class _Candidate:
 
 class BuiltinResponder:
     name = "builtin"
+    local = True  # answers from the passages it is given, nothing else
 
     async def answer(self, question: Question) -> Answer:
         found = articles(question.passages)

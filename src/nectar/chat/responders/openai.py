@@ -67,6 +67,7 @@ class _ProviderError(Exception):
 
 class OpenAIResponder:
     name = "openai"
+    local = False  # a model API call may take seconds
 
     def __init__(self, config: OpenAIConfig) -> None:
         self._config = config
