@@ -140,15 +140,25 @@ class _Query:
         by_stem: dict[str, list[tuple[int, float]]] = {}
         for i, t in enumerate(terms):
             for s, credit in t.alternatives:
-                by_stem.setdefault(s, []).append((i, credit))
+                if s in by_stem:
+                    by_stem[s].append((i, credit))
+                else:
+                    by_stem[s] = [(i, credit)]
         self.by_stem = by_stem
         self.stems = frozenset(by_stem)
         # Every (stem, term, credit), by term and then best credit first: the first of a
-        # term's stems found in a place gives the term's credit there.
-        self.order = sorted(
-            ((s, i, credit) for s, entries in by_stem.items() for i, credit in entries),
-            key=lambda e: (e[1], -e[2]),
+        # term's stems found in a place gives the term's credit there. Ties stay in the
+        # stems' order (n); plain tuples sort in C, a key function per entry costs more. A
+        # stem at no credit stands for nothing, so it is left out here rather than skipped
+        # in every article.
+        ranked = sorted(
+            (i, -credit, n, s, credit)
+            for n, (s, i, credit) in enumerate(
+                (s, i, credit) for s, entries in by_stem.items() for i, credit in entries
+            )
+            if credit > 0
         )
+        self.order = [(s, i, credit) for i, _, _, s, credit in ranked]
         self.found: list[list[tuple[int, float, int]]] = []
         self._credits: dict[frozenset[str], dict[int, float]] = {}
         self._covered: dict[frozenset[str], float] = {}
@@ -187,7 +197,7 @@ class _Query:
         term, seen = -1, 0
         for s, i, credit in self.order:
             where = places.get(s)
-            if where is None or credit <= 0:
+            if where is None:
                 continue
             if i != term:
                 term, seen = i, 0
@@ -206,9 +216,21 @@ class _Query:
         if not located:
             return 0.0, 0.0, 0.0, 0.0
         weights = self.weights
+        if len(located) == 1:
+            # A third of the articles have one of the words: each figure is then that word's
+            # weight or nothing, 0.0 + value as sum() gives of one value.
+            i, credit, where = located[0]
+            value = 0.0 + weights[i] * credit
+            return (
+                value if where & IN_TEXT else 0.0,
+                value if where & IN_TITLE else 0.0,
+                value if where & IN_LABELS else 0.0,
+                value if where >> FIRST_BLOCK else 0.0,
+            )
         text: list[float] = []
         title: list[float] = []
         labels: list[float] = []
+        # Keyed by the block's bit: only the bits that are set are visited, lowest first.
         blocks: dict[int, list[float]] = {}
         for i, credit, where in located:
             value = weights[i] * credit
@@ -219,15 +241,14 @@ class _Query:
             if where & IN_LABELS:
                 labels.append(value)
             where >>= FIRST_BLOCK
-            b = 0
             while where:
-                if where & 1:
-                    if b in blocks:
-                        blocks[b].append(value)
-                    else:
-                        blocks[b] = [value]
-                where >>= 1
-                b += 1
+                bit = where & -where
+                values = blocks.get(bit)
+                if values is None:
+                    blocks[bit] = [value]
+                else:
+                    values.append(value)
+                where ^= bit
         return (
             sum(text, 0.0),
             sum(title, 0.0),
@@ -237,17 +258,28 @@ class _Query:
 
     def text_weight(self, located: list[tuple[int, float, int]]) -> float:
         """``covered`` of the article's vocab, from its ``locate``."""
+        if not located:  # most articles, for the previous question's words
+            return 0.0
         weights = self.weights
         return sum([weights[i] * credit for i, credit, where in located if where & IN_TEXT], 0.0)
 
-    def credits_in(self, where: dict[str, tuple[int, ...]]) -> dict[int, dict[int, float]]:
-        """``credits`` of many places at once (an article's blocks or units), from an index
-        of the places each stem is in: place -> its credits, for the places with any."""
+    def stems_in(self, where: dict[str, tuple[int, ...]]) -> dict[int, tuple[str, ...]]:
+        """The question's stems in many places at once (an article's units), from an index of
+        the places each stem is in: place -> its stems, for the places with any. Places with
+        the same words get equal tuples (the stems come in one order), so a caller can
+        remember what it made of them; ``credits_of`` gives their credits."""
         places: dict[int, list[str]] = {}
         for s in self.stems:
             for place in where.get(s, ()):
-                places.setdefault(place, []).append(s)
-        return {place: self._best(stems) for place, stems in places.items()}
+                if place in places:
+                    places[place].append(s)
+                else:
+                    places[place] = [s]
+        return {place: tuple(stems) for place, stems in places.items()}
+
+    def credits_of(self, stems: tuple[str, ...]) -> dict[int, float]:
+        """``credits`` of a place that has these of the question's stems."""
+        return self._best(stems)
 
     def weight_of(self, credits: dict[int, float]) -> float:
         """The weight the credited terms carry, summed in the terms' order (so the figure is
@@ -288,21 +320,24 @@ def _weights(reading: Reading, found: list[Article]) -> _Weights:
         out: list[tuple[Term, float]] = []
         unknown: list[int] = []
         named: set[int] = set()
+        names, answer_type = reading.names, reading.answer_type
         for t, df in zip(terms, dfs, strict=True):
+            token = t.token
             weight = math.log(1 + (n - df + 0.5) / (df + 0.5))
-            if df == 0 and not (is_chatter(t.token) or is_code(t.token)):
+            chatter, code = is_chatter(token), is_code(token)
+            if df == 0 and not (chatter or code):
                 unknown.append(len(out))
-            if t.token in reading.names:
+            if token in names:
                 named.add(len(out))
-            emphasis = emphases.get(t.token, 1.0)
-            if is_chatter(t.token):
+            emphasis = emphases.get(token, 1.0)
+            if chatter:
                 weight = 0.15
-            elif t.token in reading.answer_type:
+            elif token in answer_type:
                 # Half topic, half the kind of answer wanted (see _confidence).
                 weight *= 0.5
-            elif is_light_verb(t.token):
+            elif is_light_verb(token):
                 weight *= 0.3
-            elif is_code(t.token) or is_number(t.token):
+            elif code or is_number(token):
                 # "two seats", "a folder called Q1": quantities and names say little about
                 # the topic when the articles share them, and less when they do not.
                 weight *= 0.3 if df == 0 else 0.5
@@ -332,17 +367,18 @@ def _rank(reading: Reading, found: list[Article], weights: _Weights) -> list[_Ca
     follow = reading.follow_up and not reading.correction
     current, previous = weights.current, weights.previous
     replied = reply_lines(reading.previous_reply) if reading.previous_reply else ()
+    total, count = current.total, len(found)
     candidates = []
     for article, located, located_before in zip(found, current.found, previous.found, strict=True):
         # "together": the question's words in one paragraph or list, not scattered.
         coverage, title, labels, together = current.evidence(located)
-        coverage /= current.total
-        title /= current.total
-        labels /= current.total
-        together /= current.total
+        coverage /= total
+        title /= total
+        labels /= total
+        together /= total
         context = previous.text_weight(located_before) / previous.total if previous.terms else 0.0
         is_previous = bool(replied) and contains_reply(article, replied)
-        prior = R_PRIOR * (1 - article.rank / len(found))
+        prior = R_PRIOR * (1 - article.rank / count)
         score = R_COV * coverage + R_TOG * together + R_TITLE * title + R_LABELS * labels + prior
         score += (0.6 if follow else 0.15) * context
         if is_previous and follow:
@@ -368,17 +404,28 @@ def _shares(query: _Query, article: Article) -> list[float]:
     shares = [_share(query, headline)] * len(article.units)
     # A paragraph's bold lead-in gives all its units the same share, if they have no more.
     framed: dict[int, dict[int, float]] = {}
-    for b, block in enumerate(article.blocks):
-        context = query.credits(block.label_vocab) if block.label_vocab else None
+    for b in article.labelled:
+        block = article.blocks[b]
+        context = query.credits(block.label_vocab)
         if context:
             best = framed[b] = _at_least(headline, context, 0.7)
             share = _share(query, best)
             for unit in block.units:
                 shares[unit.index] = share
-    for index, own in query.credits_in(article.unit_words).items():
-        shares[index] = _share(
-            query, _at_least(framed.get(article.units[index].block, headline), own)
-        )
+    # Units with the same of the words in the same frame have the same share: many units say
+    # the article's key word once, and it is worked out once.
+    units = article.units
+    known: dict[tuple[int, tuple[str, ...]], float] = {}
+    for index, stems in query.stems_in(article.unit_words).items():
+        b = units[index].block
+        frame = b if b in framed else -1
+        remembered = known.get((frame, stems))
+        if remembered is None:
+            own = query.credits_of(stems)
+            remembered = known[frame, stems] = _share(
+                query, _at_least(framed.get(b, headline), own)
+            )
+        shares[index] = remembered
     return shares
 
 
@@ -408,20 +455,24 @@ def _unit_scores(
     wants, tried, previous_reply = reading.wants, reading.tried, reading.previous_reply
     opening = 0.1 + 0.3 * title_share
     count = max(1, len(article.units))
+    total = current.total
+    # What kind of answer is wanted, asked once rather than for every unit.
+    number, duration, action = wants == "number", wants == "duration", wants == "action"
     scores: dict[int, float] = {}
     for unit in article.units:
-        score = shares[unit.index]
+        index = unit.index
+        score = shares[index]
         # A line labelled with the question's words ("Password: at least 8 characters") is
         # the place the article says it.
         if unit.label_vocab:
-            score += 0.15 * current.covered(unit.label_vocab) / current.total
+            score += 0.15 * current.covered(unit.label_vocab) / total
         if previous_shares is not None:
-            score += follow_share * previous_shares[unit.index]
-        if wants == "number" and unit.has_number:
+            score += follow_share * previous_shares[index]
+        if number and unit.has_number:
             score += 0.25
-        if wants == "duration" and unit.has_duration:
+        if duration and unit.has_duration:
             score += 0.3
-        if wants == "action" and unit.has_action:
+        if action and unit.has_action:
             score += 0.2 + (0.1 if unit.kind == "step" else 0.0)
         if tried:
             block = article.blocks[unit.block]
@@ -430,7 +481,7 @@ def _unit_scores(
             elif not block.is_list and any(u.vocab & tried for u in block.units):
                 # The rest of the paragraph about what was tried is done with too.
                 score -= 0.5
-            elif any(u.vocab & tried for u in block.units if u.index < unit.index):
+            elif any(u.vocab & tried for u in block.units if u.index < index):
                 # "I already tried X": the steps after X in the same list are what is left.
                 score += 0.25
         if previous_reply and unit.text in previous_reply:
@@ -441,8 +492,8 @@ def _unit_scores(
                 score += 0.15
         # Articles open with the general case and end with exceptions and admin settings;
         # when the title already says what was asked, the opening is the answer.
-        score += opening * (1 - unit.index / count)
-        scores[unit.index] = score
+        score += opening * (1 - index / count)
+        scores[index] = score
     return scores
 
 
@@ -548,12 +599,15 @@ def _shares_of_question(
     says who asks, and no article about sharing folders will mention freelancers."""
     covered = [0.0] * len(vocabs)
     totals = [0.0] * len(vocabs)
-    for t, w in zip(query.terms, query.weights, strict=True):
+    # Each vocab's Term.match of every term, from the query's index: the terms not in it are
+    # the ones at 0.
+    matches = [query.credits(vocab) for vocab in vocabs]
+    for i, (t, w) in enumerate(zip(query.terms, query.weights, strict=True)):
         # "minimum", "length", "discount": any number in the reply answers them.
         answered = answers_number and t.token in reading.answer_type
         frames: bool | None = None  # asked once, and only of a word some vocab lacks
-        for k, vocab in enumerate(vocabs):
-            match = 1.0 if answered else t.match(vocab)
+        for k, found in enumerate(matches):
+            match = 1.0 if answered else found.get(i, 0.0)
             if match == 0:
                 if frames is None:
                     frames = _frames(reading, t)

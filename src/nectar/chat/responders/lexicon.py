@@ -405,7 +405,9 @@ def with_typo_fixes(t: Term, vocabs: Iterable[frozenset[str]]) -> Term:
         return t
     fixes: set[str] = set()
     for vocab in vocabs:
-        fixes.update(_lookalikes(vocab).fixes(t.stem))
+        found = _lookalikes(vocab).fixes(t.stem)
+        if found:  # seldom: most passages have no lookalike
+            fixes.update(found)
     if not fixes:
         return t
     return Term(t.token, t.stem, t.alternatives + tuple((f, 0.8) for f in sorted(fixes)))

@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar, NamedTuple
 
 from nectar.chat.responders.lexicon import vocabulary
 from nectar.knowledge.search import Hit
@@ -108,13 +109,15 @@ class Article:
     places: dict[str, int]
     words: frozenset[str]  # every stem with a place
     unit_words: dict[str, tuple[int, ...]]
+    labelled: tuple[int, ...]  # the blocks with a bold lead-in, by index
 
     @property
     def best_hit(self) -> Hit:
-        return max(self.hits, key=lambda h: h.score)
+        return max(self.hits, key=_SCORE)
 
 
 _CHUNK_ID = operator.attrgetter("chunk_id")
+_SCORE = operator.attrgetter("score")
 
 
 def articles(hits: list[Hit]) -> list[Article]:
@@ -132,29 +135,16 @@ def articles(hits: list[Hit]) -> list[Article]:
     for rank, group in groups.values():
         if len(group) > 1:
             group.sort(key=_CHUNK_ID)
-        parsed = _parse(group[0].title, tuple([(h.chunk_id, h.heading, h.body) for h in group]))
-        result.append(
-            Article(
-                document_id=group[0].document_id,
-                title=group[0].title,
-                hits=group,
-                rank=rank,
-                blocks=parsed.blocks,
-                units=parsed.units,
-                vocab=parsed.vocab,
-                title_vocab=parsed.title_vocab,
-                label_vocab=parsed.label_vocab,
-                text=parsed.text,
-                places=parsed.places,
-                words=parsed.words,
-                unit_words=parsed.unit_words,
-            )
-        )
+        parsed = _ParsedArticles.get(group)
+        # Positionally: _Parsed holds the rest of Article's fields in Article's order, and a
+        # dozen keyword arguments per article cost more than the rest of this loop.
+        result.append(Article(group[0].document_id, group[0].title, group, rank, *parsed))
     return result
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed:
+class _Parsed(NamedTuple):
+    """Article's fields after ``rank``, in the same order (``articles`` relies on it)."""
+
     blocks: list[Block]
     units: list[Unit]
     vocab: frozenset[str]
@@ -164,12 +154,43 @@ class _Parsed:
     places: dict[str, int]
     words: frozenset[str]
     unit_words: dict[str, tuple[int, ...]]
+    labelled: tuple[int, ...]
 
 
-# The same passages come back turn after turn: parse each article once, keyed by its chunks
-# (id, heading and text, so an edited document is parsed again). Nothing downstream changes
-# a parsed article, so sharing them is safe.
-@functools.lru_cache(maxsize=2048)
+class _ParsedArticles:
+    """Parsed articles, by their chunks' ids, each with the text it was parsed from.
+
+    The same passages come back turn after turn: each article is parsed once. Hashing a
+    dozen passages' text on every turn (a key of the text itself) costs more than comparing
+    it with the text remembered under the same ids, which is a memcmp; a document edited
+    since has other text, and is parsed again. Nothing downstream changes a parsed article,
+    so sharing them is safe. One per process, as functools' caches are, and emptied the same
+    way (``cache_clear``).
+    """
+
+    MAX_ARTICLES = 2048
+    _parsed: ClassVar[dict[tuple[int, ...], tuple[str, tuple[tuple[str, str], ...], _Parsed]]] = {}
+
+    @classmethod
+    def get(cls, group: list[Hit]) -> _Parsed:
+        """The parsed article of one document's hits, in chunk order."""
+        ids = tuple([h.chunk_id for h in group])
+        title = group[0].title
+        texts = tuple([(h.heading, h.body) for h in group])
+        seen = cls._parsed.get(ids)
+        if seen is not None and seen[0] == title and seen[1] == texts:
+            return seen[2]
+        parsed = _parse(title, tuple([(h.chunk_id, h.heading, h.body) for h in group]))
+        if seen is None and len(cls._parsed) >= cls.MAX_ARTICLES:
+            del cls._parsed[next(iter(cls._parsed))]  # the longest kept
+        cls._parsed[ids] = (title, texts, parsed)
+        return parsed
+
+    @classmethod
+    def cache_clear(cls) -> None:
+        cls._parsed.clear()
+
+
 def _parse(title: str, chunks: tuple[tuple[int, str, str], ...]) -> _Parsed:
     # Section headings below the title are part of what the article is about.
     headings = " ".join(dict.fromkeys(heading for _, heading, _ in chunks))
@@ -197,6 +218,7 @@ def _parse(title: str, chunks: tuple[tuple[int, str, str], ...]) -> _Parsed:
         places=places,
         words=frozenset(places),
         unit_words=_where((u.index, u.own_vocab) for u in units),
+        labelled=tuple([b for b, block in enumerate(blocks) if block.label_vocab]),
     )
 
 
@@ -311,4 +333,5 @@ def reply_lines(reply: str) -> tuple[str, ...]:
 
 def contains_reply(article: Article, lines: tuple[str, ...]) -> bool:
     """Whether an earlier bot reply (its ``reply_lines``) was cut from this article."""
-    return bool(lines) and sum(line in article.text for line in lines) * 2 >= len(lines)
+    # map() over the text's own __contains__ keeps the loop in C.
+    return bool(lines) and sum(map(article.text.__contains__, lines)) * 2 >= len(lines)

@@ -285,7 +285,7 @@ def read(question: Question, vocabs: Sequence[frozenset[str]]) -> Reading:
             reading.emphasis[t.token] = 0.2
 
     topical = [t for t in reading.terms if not is_chatter(t.token) and not is_light_verb(t.token)]
-    pointing = any(w in _ANAPHORA for w in tokens(text)) or bool(_FOLLOW_OPENERS.match(text))
+    pointing = not _ANAPHORA.isdisjoint(tokens(text)) or bool(_FOLLOW_OPENERS.match(text))
     if previous_user:
         # "and on Free?", "can I undo it?", "how many can I request?", or a correction that
         # names little ("no, I mean on Team") all lean on the previous question.
