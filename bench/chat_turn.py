@@ -1,7 +1,7 @@
 """Benchmark the chat turn against the floor of its stack, in one run.
 
-    .venv/bin/python bench/chat_turn.py [--duration 15] [--connections 50] [--rate 100]
-                                        [--keep] [--json]
+    .venv/bin/python bench/chat_turn.py [--duration 15] [--rounds 5] [--connections 50]
+                                        [--rate 100] [--keep] [--json]
 
 It creates a fresh PostgreSQL database, migrates it with `nectar db upgrade`, starts the real
 server (`nectar serve`: one uvicorn worker, uvloop, httptools, no access log) on PostgreSQL and
@@ -12,8 +12,10 @@ from shared/eval/dev.jsonl, about half starting a conversation and half continui
 
 Two measurements per app:
   throughput  wrk (bench/chat_mix.lua), closed loop, --connections for --duration s after a
-              warm-up. Before that, both generators (wrk and the Python client) are run against
-              a constant GET route to show what the generator itself can drive.
+              warm-up, in --rounds segments alternating floor and chat, so that both see the
+              same drift of the machine's speed. Before that, both generators (wrk and the
+              Python client) are run against a constant GET route to show what the generator
+              itself can drive.
   latency     an open-loop Python asyncio client (keep-alive connections) sending --rate
               requests/s on a fixed schedule whatever the server does; latency is taken from
               each request's scheduled send time, so a stalled server cannot hide its stall
@@ -204,17 +206,27 @@ def run_wrk(
     return {}, out.stdout
 
 
+def _wrk_script(target: Target, args: argparse.Namespace, messages: Path) -> list[str]:
+    return [target.path, target.api_key or "-", str(messages), str(args.max_turns)]
+
+
+def wrk_warmup(target: Target, args: argparse.Namespace, messages: Path) -> None:
+    threads = min(args.threads, args.connections)
+    script = _wrk_script(target, args, messages)
+    run_wrk(target.url + target.path, args.warmup, args.connections, threads, script)
+
+
 def wrk_throughput(
-    run: Run, target: Target, args: argparse.Namespace, messages: Path
+    run: Run, target: Target, args: argparse.Namespace, messages: Path, seconds: int
 ) -> Throughput:
-    script = [target.path, target.api_key or "-", str(messages), str(args.max_turns)]
+    """One measured wrk segment of ``seconds``."""
+    script = _wrk_script(target, args, messages)
     url = target.url + target.path
     threads = min(args.threads, args.connections)
-    run_wrk(url, args.warmup, args.connections, threads, script)
     meter = CpuMeter({"server": [target.pid], "postgres": backend_pids(run, target)})
-    stats, _ = run_wrk(url, args.duration, args.connections, threads, script)
+    stats, _ = run_wrk(url, seconds, args.connections, threads, script)
     cpu = meter.stop({"postgres": backend_pids(run, target)})
-    seconds = stats["duration_us"] / 1e6
+    measured = stats["duration_us"] / 1e6
     errs = stats["errors"]
     socket_errors = errs["connect"] + errs["read"] + errs["write"] + errs["timeout"]
     detail = ", ".join(f"{k} {v}" for k, v in errs.items() if v and k != "status")
@@ -225,15 +237,39 @@ def wrk_throughput(
         detail = ", ".join(filter(None, [detail, f"unparsed body {stats['unparsed']}"]))
     total = stats["started"] + stats["continued"]
     return Throughput(
-        requests_per_s=round(stats["requests"] / seconds, 1),
+        requests_per_s=round(stats["requests"] / measured, 1),
         requests=stats["requests"],
-        seconds=round(seconds, 2),
+        seconds=round(measured, 2),
         errors=stats["non200"] + socket_errors,
         error_detail=detail,
         new_share=round(stats["started"] / total, 3) if total else 0.0,
         p50_ms=round(stats["latency_us"]["p50"] / 1000, 2),
         p99_ms=round(stats["latency_us"]["p99"] / 1000, 2),
         cpu=cpu,
+    )
+
+
+def combined(rounds: list[Throughput]) -> Throughput:
+    """The rounds of one app as one measurement: requests over seconds, cores weighted by
+    time, the median round's p50 and the worst round's p99."""
+    seconds = sum(r.seconds for r in rounds)
+    requests = sum(r.requests for r in rounds)
+    p50s = sorted(r.p50_ms for r in rounds)
+    return Throughput(
+        requests_per_s=round(requests / seconds, 1),
+        requests=requests,
+        seconds=round(seconds, 2),
+        errors=sum(r.errors for r in rounds),
+        error_detail=", ".join(filter(None, (r.error_detail for r in rounds))),
+        new_share=round(sum(r.new_share * r.requests for r in rounds) / requests, 3)
+        if requests
+        else 0.0,
+        p50_ms=p50s[len(p50s) // 2],
+        p99_ms=max(r.p99_ms for r in rounds),
+        cpu={
+            who: round(sum(r.cpu[who] * r.seconds for r in rounds) / seconds, 2)
+            for who in rounds[0].cpu
+        },
     )
 
 
@@ -411,18 +447,37 @@ def bench(args: argparse.Namespace, run: Run, log: Any) -> dict[str, Any]:
     ]
     null.terminate()
 
+    # Throughput in interleaved rounds (floor, chat, floor, chat, ...): this machine's speed
+    # drifts over a minute (other tenants of the host), and two back-to-back 15 s runs of the
+    # floor alone have differed by a third; alternating puts both apps under the same drift.
+    segment = max(1, round(args.duration / args.rounds))
     for target in (floor_t, chat):
-        log(
-            f"{target.name}: throughput, wrk {args.connections} connections, "
-            f"{args.warmup} s warm-up + {args.duration} s"
-        )
+        log(f"{target.name}: wrk warm-up, {args.connections} connections, {args.warmup} s")
         wait_idle(target.pid)
-        throughput = wrk_throughput(run, target, args, messages)
+        wrk_warmup(target, args, messages)
+    rounds: dict[str, list[Throughput]] = {"floor": [], "chat": []}
+    for number in range(1, args.rounds + 1):
+        for target in (floor_t, chat):
+            log(f"{target.name}: throughput round {number}/{args.rounds}, {segment} s")
+            wait_idle(target.pid)
+            rounds[target.name].append(wrk_throughput(run, target, args, messages, segment))
+    for target in (floor_t, chat):
         wait_idle(target.pid)
         log(f"{target.name}: open loop at {args.rate:g} req/s, {args.warmup} s + {args.duration} s")
         mix = Mix(firsts, follows, args.max_turns, seed=args.seed)
         latency = run_async(open_loop(target, mix, args.rate, args.warmup, args.duration))
-        results[target.name] = {"throughput": asdict(throughput), "latency": asdict(latency)}
+        results[target.name] = {
+            "throughput": asdict(combined(rounds[target.name])),
+            "latency": asdict(latency),
+        }
+    results["rounds"] = [
+        {
+            "floor": f.requests_per_s,
+            "chat": c.requests_per_s,
+            "ratio": round(c.requests_per_s / f.requests_per_s, 4) if f.requests_per_s else 0.0,
+        }
+        for f, c in zip(rounds["floor"], rounds["chat"], strict=True)
+    ]
     results["chat"]["counted_in_redis"] = counted_in_redis(run, bot_id)
     return results
 
@@ -475,6 +530,18 @@ def report(summary: dict[str, Any]) -> str:
             "",
         ),
         ("chat / floor", "", f"{ratio:.1%}", f">= 25%   {verdict(met['ratio'])}"),
+        (
+            f"chat / floor by round ({len(r['rounds'])})",
+            "",
+            " ".join(f"{x['ratio']:.1%}" for x in r["rounds"]),
+            "",
+        ),
+        (
+            "floor / chat req/s by round",
+            " ".join(f"{x['floor']:,.0f}" for x in r["rounds"]),
+            " ".join(f"{x['chat']:,.0f}" for x in r["rounds"]),
+            "",
+        ),
         (f"p50 at {rate}, ms", f"{fl['p50_ms']:.1f}", f"{cl['p50_ms']:.1f}", ""),
         (f"p90 at {rate}, ms", f"{fl['p90_ms']:.1f}", f"{cl['p90_ms']:.1f}", ""),
         (
@@ -534,7 +601,8 @@ def report(summary: dict[str, Any]) -> str:
         f"Python {m['python']}; load average at start {' '.join(map(str, m['load_average']))}",
         f"command: {summary['command']}",
         f"load:    throughput: {summary['wrk']}, {summary['threads']} threads, {conns} "
-        f"connections, {summary['duration']} s after {summary['warmup']} s warm-up; latency: "
+        f"connections, {summary['duration']} s after {summary['warmup']} s warm-up, in "
+        f"{summary['rounds']} rounds alternating floor and chat; latency: "
         f"open-loop Python asyncio client at {rate}, {summary['duration']} s after "
         f"{summary['warmup']} s warm-up, from the scheduled send time",
         "mix:     user turns of shared/eval/dev.jsonl, about half opening a conversation, half "
@@ -580,6 +648,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=int, default=15, help="seconds measured (15)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="throughput: floor and chat alternate in this many rounds of duration/rounds s",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="seconds before measuring (3)")
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
@@ -628,6 +702,7 @@ def main() -> int:
         "threads": min(args.threads, args.connections),
         "connections": args.connections,
         "duration": args.duration,
+        "rounds": args.rounds,
         "warmup": args.warmup,
         "rate": args.rate,
         "max_turns": args.max_turns,
