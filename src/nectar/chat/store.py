@@ -530,14 +530,7 @@ class PgTurnStore:
             "handled_by": turn.handled_by,
         }
         if new is not None:
-            values.update(
-                user_ref=new.user_ref,
-                user_name=new.user_name,
-                user_email=new.user_email,
-                metadata=json.dumps(new.metadata),
-                origin=new.origin,
-                conv_handled_by="bot",
-            )
+            values.update(_opening_values(new, "bot"))
         for i, m in enumerate(turn.messages):
             values.update(
                 {
@@ -675,16 +668,21 @@ def _handoff_write(
         "handoff_row": handoff,
     }
     if new is not None:
-        values.update(
-            bot=new.bot_id,
-            user_ref=new.user_ref,
-            user_name=new.user_name,
-            user_email=new.user_email,
-            metadata=json.dumps(new.metadata),
-            origin=new.origin,
-            conv_handled_by="human",
-        )
+        values.update(_opening_values(new, "human"))
     return statement, values, first
+
+
+def _opening_values(new: NewConversation, handled_by: str) -> dict[str, Any]:
+    """The values _PG_RESERVE_NEW takes besides conv, added and now."""
+    return {
+        "bot": new.bot_id,
+        "user_ref": new.user_ref,
+        "user_name": new.user_name,
+        "user_email": new.user_email,
+        "metadata": json.dumps(new.metadata),
+        "origin": new.origin,
+        "conv_handled_by": handled_by,
+    }
 
 
 # --- SQLite (or any engine): SQLAlchemy Core ---------------------------------------------------
