@@ -54,6 +54,7 @@ from common import (
     add_service_arguments,
     command_line,
     create_bot,
+    drop_job_keys,
     free_port,
     interrupt_on_signals,
     log,
@@ -425,6 +426,7 @@ def bench(args: argparse.Namespace, run: Run, log: Any) -> dict[str, Any]:
     run.wait_ready("null", f"http://127.0.0.1:{null_port}/healthz")
     log(f"servers up: nectar pid {server.pid} :{chat_port}, floor pid {floor.pid} :{floor_port}")
 
+    run.before_drop.append(lambda: drop_job_keys(run))
     bot_id, api_key = create_bot(f"http://127.0.0.1:{chat_port}", name="Hivebox Support (bench)")
     log(f"bot {bot_id} on a Honey Jar of the eval articles")
 

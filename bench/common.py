@@ -503,3 +503,27 @@ def create_bot(base: str, *, name: str, knowledge: bool = True, **fields: Any) -
             },
         )["bot"]
         return bot["id"], bot["api_key"]
+
+
+def drop_job_keys(run: Run) -> None:
+    """The arq job keys of this run's deliveries: arq names them by job id alone
+    (arq:job:<delivery id>), outside the run's prefix, and with no worker running they would
+    stay in Redis for a day (a chat_turn run leaves thousands)."""
+
+    async def ids() -> list[str]:
+        conn = await asyncpg.connect(run.dsn)
+        try:
+            rows = await conn.fetch("SELECT id::text FROM notification_deliveries")
+        finally:
+            await conn.close()
+        return [r[0] for r in rows]
+
+    if not run.database_created:
+        return
+    keys = [f"arq:job:{i}" for i in asyncio.run(ids())]
+    client = redis.Redis.from_url(run.redis_url)
+    try:
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()

@@ -170,7 +170,11 @@ async def test_user_and_password_of_the_url_are_used(redis: Redis, redis_url: st
     assert good is not None and bad is not None
     try:
         assert await good.execute("ACL", "WHOAMI") == user.encode()
-        with pytest.raises(exceptions.AuthenticationError):
+        with pytest.raises(exceptions.AuthenticationError) as refused:
+            await bad.execute("PING")
+        assert "wrong" not in str(refused.value)
+        # Refused credentials are not tried again on every call.
+        with pytest.raises(exceptions.ConnectionError, match="next attempt in"):
             await bad.execute("PING")
     finally:
         await good.aclose()
@@ -235,3 +239,30 @@ def test_the_pipe_runs_on_uvloop(redis_url: str) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
+
+
+async def test_a_server_that_never_greets_back_is_hung_up_on_and_not_retried_at_once() -> None:
+    """A peer that accepts the connection but never answers AUTH: the connect times out, the
+    connection is closed (not left open with its watchdog), and the next call does not
+    queue behind another attempt."""
+    closed = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client hangs up
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pipe = RedisPipe(port=port, password="secret", connect_timeout=0.2)
+    try:
+        with pytest.raises(exceptions.ConnectionError, match="timed out") as caught:
+            await pipe.execute("PING")
+        assert "secret" not in str(caught.value)
+        await asyncio.wait_for(closed.wait(), 2)
+        with pytest.raises(exceptions.ConnectionError, match="next attempt in"):
+            await pipe.execute("PING")
+    finally:
+        await pipe.aclose()
+        server.close()
+        await server.wait_closed()

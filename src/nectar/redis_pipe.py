@@ -31,9 +31,11 @@ Arg = bytes | str | int | float
 
 DEFAULT_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
-# After a failed connect, calls fail at once for this long instead of each waiting for a
-# connect of its own (a Redis that drops packets would cost every chat turn the timeout).
+# After a failed connect, calls fail at once for this long (doubling with each further
+# failure, up to the maximum) instead of each waiting for a connect of its own: a Redis that
+# drops packets would cost every chat turn the connect timeout.
 RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 30.0
 
 
 class Script:
@@ -132,6 +134,9 @@ class _Connection(asyncio.Protocol):
                 return
             if reply is False:
                 return
+            if not self._waiting:  # e.g. "-ERR max number of clients reached" on connecting
+                self.abort(exceptions.ConnectionError(f"Redis said, unasked: {reply}"))
+                return
             self._sent.popleft()
             waiter = self._waiting.popleft()
             if not waiter.done():  # a caller that gave up still had its place in line
@@ -166,10 +171,10 @@ class _Connection(asyncio.Protocol):
 
 
 class RedisPipe:
-    """One connection, opened on first use and again after it is lost. A call waits at most
-    about ``timeout`` seconds for its reply (checked every quarter of it); then the
-    connection is dropped with every call it holds: a Redis that stopped answering must not
-    collect callers."""
+    """One connection, opened on first use and again after it is lost. A call waits for its
+    reply between ``timeout`` and 1.25 times it at most (the watchdog looks every quarter);
+    then the connection is dropped with every call it holds: a Redis that stopped answering
+    must not collect callers."""
 
     def __init__(
         self,
@@ -189,6 +194,7 @@ class RedisPipe:
         self._connection: _Connection | None = None
         self._connecting = asyncio.Lock()
         self._retry_at = 0.0
+        self._failures = 0
 
     @classmethod
     def from_url(cls, url: str, timeout: float = DEFAULT_TIMEOUT) -> RedisPipe | None:
@@ -212,44 +218,65 @@ class RedisPipe:
         return self._path or f"{self._host}:{self._port}"
 
     async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        if self._failures and self._connecting.locked():
+            # Redis has been failing and another call is trying it now: do not queue behind
+            # that attempt (up to the connect timeout each).
+            raise exceptions.ConnectionError(f"Redis at {self._where()} unreachable; retrying")
         async with self._connecting:
             current = self._connection
             if current is not None and not current.closed:
                 return current
-            loop = asyncio.get_running_loop()
             if loop.time() < self._retry_at:
                 raise exceptions.ConnectionError(
                     f"Redis at {self._where()} unreachable; next attempt in "
                     f"{self._retry_at - loop.time():.1f} s"
                 )
-
-            def made() -> _Connection:
-                return _Connection(self._timeout, self._where())
-
             try:
-                async with asyncio.timeout(self._connect_timeout):
-                    if self._path:
-                        _, connection = await loop.create_unix_connection(made, self._path)
-                    else:
-                        _, connection = await loop.create_connection(made, self._host, self._port)
-                    greeting = []
-                    if self._password is not None:
-                        who = (self._username,) if self._username else ()
-                        greeting.append(connection.send(pack(("AUTH", *who, self._password))))
-                    if self._db:
-                        greeting.append(connection.send(pack(("SELECT", self._db))))
-                    replies = [await reply for reply in greeting]
-            except (OSError, TimeoutError) as exc:
-                self._retry_at = loop.time() + RETRY_SECONDS
-                raise exceptions.ConnectionError(
-                    f"Error connecting to Redis at {self._where()}: {exc or 'timed out'}"
-                ) from exc
-            failed = next((r for r in replies if isinstance(r, hiredis.ReplyError)), None)
-            if failed is not None:
-                connection.abort(exceptions.ConnectionError("Redis refused the connection"))
-                raise _error(failed)
+                connection = await self._connect(loop)
+            except BaseException:
+                self._failures += 1
+                self._retry_at = loop.time() + min(
+                    RETRY_SECONDS * 2 ** (self._failures - 1), MAX_RETRY_SECONDS
+                )
+                raise
+            self._failures = 0
             self._connection = connection
             return connection
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        """A connection that has said who it is and chosen its database; never left open
+        when that fails (an error reply, a timeout or a cancellation)."""
+
+        def made() -> _Connection:
+            return _Connection(self._timeout, self._where())
+
+        connection: _Connection | None = None
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                if self._path:
+                    _, connection = await loop.create_unix_connection(made, self._path)
+                else:
+                    _, connection = await loop.create_connection(made, self._host, self._port)
+                greeting = []
+                if self._password is not None:
+                    who = (self._username,) if self._username else ()
+                    greeting.append(connection.send(pack(("AUTH", *who, self._password))))
+                if self._db:
+                    greeting.append(connection.send(pack(("SELECT", self._db))))
+                replies = [await reply for reply in greeting]
+            failed = next((r for r in replies if isinstance(r, hiredis.ReplyError)), None)
+            if failed is not None:
+                raise _error(failed)
+        except BaseException as exc:
+            if connection is not None:
+                connection.abort(exceptions.ConnectionError("Redis connection not set up"))
+            if isinstance(exc, OSError | TimeoutError):
+                raise exceptions.ConnectionError(
+                    f"Error connecting to Redis at {self._where()}: {str(exc) or 'timed out'}"
+                ) from exc
+            raise
+        return connection
 
     async def execute(self, *args: Arg) -> Any:
         command = pack(args)
