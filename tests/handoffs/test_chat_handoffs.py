@@ -181,27 +181,15 @@ async def test_a_message_stored_while_the_handoff_is_built_is_kept_in_order(
     def interloping(turn: Any, opening: Any, count: int | None, *rest: Any) -> Any:
         counts.append(count)
         if len(counts) == 1:  # another writer's message, committed right now
-
-            async def agent_reply() -> None:
-                conn = await asyncpg.connect(dsn)
-                try:
-                    seq = await conn.fetchval(
-                        "UPDATE nectar_bot_conversations SET message_count = message_count + 1"
-                        " WHERE id = $1 RETURNING message_count",
-                        cid,
-                    )
-                    await conn.execute(
-                        "INSERT INTO nectar_bot_messages (id, conversation_id, seq, role,"
-                        " content, created_at) VALUES ($1, $2, $3, 'agent', 'meanwhile', now())",
-                        uuid.uuid4(),
-                        cid,
-                        seq,
-                    )
-                finally:
-                    await conn.close()
-
-            with ThreadPoolExecutor(1) as thread:
-                thread.submit(asyncio.run, agent_reply()).result()
+            commit_now(
+                dsn,
+                "WITH c AS (UPDATE nectar_bot_conversations SET message_count = message_count + 1"
+                " WHERE id = $1 RETURNING message_count)"
+                " INSERT INTO nectar_bot_messages (id, conversation_id, seq, role, content,"
+                " created_at) SELECT $2, $1, c.message_count, 'agent', 'meanwhile', now() FROM c",
+                cid,
+                uuid.uuid4(),
+            )
         return original(turn, opening, count, *rest)
 
     monkeypatch.setattr(store, "_handoff_write", interloping)
@@ -229,3 +217,61 @@ async def test_a_message_stored_while_the_handoff_is_built_is_kept_in_order(
     snapshot = [(m["seq"], m["content"]) for m in detail["context"]["messages"]]
     assert snapshot[2:] == [(3, "meanwhile"), (4, "/agent please")]
     assert detail["context"]["trigger_message"]["seq"] == 4
+
+
+def commit_now(dsn: str, sql: str, *args: Any) -> None:
+    """Another writer's statement, committed before this returns (from a thread of its own,
+    while the turn under test is suspended in a synchronous step)."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql, *args)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, run()).result()
+
+
+async def test_a_conversation_closed_while_the_handoff_is_built_stays_closed(
+    client: httpx.AsyncClient,
+    bot: dict,
+    backend: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closed by an agent between the turn's read and its write: the turn is the 409 any
+    message to a closed conversation gets, stores nothing, and does not reopen it."""
+    if backend != "postgres":
+        pytest.skip("SQLite's turn is one transaction")
+    first = await say(client, bot, "how do I reset my password?")
+    cid = uuid.UUID(first["conversation_id"])
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    original = store._handoff_write
+
+    def closing(turn: Any, opening: Any, *read: Any) -> Any:
+        commit_now(
+            dsn, "UPDATE nectar_bot_conversations SET handled_by = 'closed' WHERE id = $1", cid
+        )
+        return original(turn, opening, *read)
+
+    monkeypatch.setattr(store, "_handoff_write", closing)
+    r = await client.post(
+        f"/api/nectar-bots/{bot['id']}/chat",
+        json={"message": "/agent please", "conversation_id": str(cid)},
+        headers={"X-API-Key": bot["api_key"]},
+    )
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == "conversation_closed"
+    listed = await client.get(
+        f"/api/nectar-bots/{bot['id']}/conversations/{cid}/messages",
+        headers={"X-API-Key": bot["api_key"]},
+    )
+    assert [m["role"] for m in listed.json()["messages"]] == ["user", "bot"]
+    again = await client.post(
+        f"/api/nectar-bots/{bot['id']}/chat",
+        json={"message": "hello?", "conversation_id": str(cid)},
+        headers={"X-API-Key": bot["api_key"]},
+    )
+    assert again.status_code == 409

@@ -6,10 +6,11 @@ conversation, writes the conversation's counter, the new messages and the usage 
 Two stores behind one interface:
 
 - ``PgTurnStore`` (PostgreSQL): fixed SQL on a raw asyncpg pool, prepared once per
-  connection. Its write is a single statement (data-modifying CTEs), so a turn costs at most
-  three round trips and no BEGIN/COMMIT; the turn that opens a handoff reads what its
-  context snapshot needs, then stores everything in one statement guarded by the
-  conversation's message counter. This is the hot path of the service; SQLAlchemy's
+  connection. Its write is a single statement (data-modifying CTEs), so a turn the bot
+  answers costs at most three round trips and no BEGIN/COMMIT; the turn that opens a
+  handoff then reads what its context snapshot needs and stores everything in one statement
+  guarded by the conversation's message counter (read and store again if another turn came
+  in between). This is the hot path of the service; SQLAlchemy's
   statement building, compilation and result processing cost more CPU than the whole turn
   may spend.
 - ``SqlTurnStore`` (SQLite, or any engine): the same operations as SQLAlchemy Core
@@ -56,8 +57,6 @@ log = logging.getLogger(__name__)
 HISTORY_TURNS = 10
 CLOSE_SECONDS = 5.0
 CONNECT_SECONDS = 10.0
-# The connection a turn holds from its read to its write (PgTurnStore.turn).
-_HELD: ContextVar[asyncpg.Connection | None] = ContextVar("nectar_turn_connection", default=None)
 OPEN_HANDOFF = ("pending", "assigned", "in_progress")
 
 _CONV = Conversation.__table__  # type: ignore[attr-defined]
@@ -342,7 +341,9 @@ _PG_PEOPLE = """
     (SELECT json_agg(json_build_array(u.id, u.email))::text FROM users AS u
      WHERE u.is_active AND u.role = ANY({roles}))
 """
-_PG_HANDOFF_READ_NEW = f"SELECT NULL::int, NULL::text, NULL::text, {_PG_PEOPLE.format(roles='$1')}"
+_PG_HANDOFF_READ_NEW = (
+    f"SELECT NULL::int, NULL::text, NULL::text, {_PG_PEOPLE.format(roles='$1')}, 'bot'"
+)
 _PG_HANDOFF_READ = f"""
 SELECT c.message_count,
     (SELECT row_to_json(x)::text FROM (
@@ -351,17 +352,18 @@ SELECT c.message_count,
         SELECT id, seq, role, content, confidence, sources, created_at
         FROM nectar_bot_messages WHERE conversation_id = $1
         ORDER BY seq DESC LIMIT {MAX_CONTEXT_MESSAGES - 1}) AS y),
-    {_PG_PEOPLE.format(roles="$2")}
+    {_PG_PEOPLE.format(roles="$2")},
+    c.handled_by
 FROM (SELECT * FROM nectar_bot_conversations WHERE id = $1 OFFSET 0) AS c
 """  # noqa: S608 - constants only; values are bound
+# A conversation with an open handoff is the human's already, so the turn hands it over
+# whether or not its own handoff is the one stored (another turn may have opened one).
 _PG_HANDOFF_RESERVE = """
     UPDATE nectar_bot_conversations
     SET message_count = message_count + :added, last_message_at = :now, handled_by = 'human'
-    WHERE id = :conv AND message_count = :expected
+    WHERE id = :conv AND message_count = :expected AND handled_by <> 'closed'
     RETURNING message_count - :added + 1 AS first
 """
-# A conversation with an open handoff is the human's already, so the turn hands it over
-# whether or not its own handoff is the one stored (another turn may have opened one).
 HANDOFF_ATTEMPTS = 5
 
 
@@ -427,6 +429,11 @@ class PgTurnStore:
     def __init__(self, pool: asyncpg.Pool, acquire_timeout: float = 10.0) -> None:
         self.pool = pool
         self.acquire_timeout = acquire_timeout
+        # The connection a turn holds from its read to its write (``turn``); this store's
+        # own, so that another store's statements never run on it.
+        self._held: ContextVar[asyncpg.Connection | None] = ContextVar(
+            f"nectar_turn_connection_{id(self)}", default=None
+        )
 
     @classmethod
     async def open(cls, dsn: str, size: int) -> PgTurnStore:
@@ -454,7 +461,7 @@ class PgTurnStore:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        held = _HELD.get()
+        held = self._held.get()
         if held is not None:
             yield held
             return
@@ -480,15 +487,15 @@ class PgTurnStore:
         """With ``hold``, one connection serves the turn's read and write (and what the
         responder does in between, which must not wait on anything): one pool checkout
         instead of two."""
-        if not hold or _HELD.get() is not None:
+        if not hold or self._held.get() is not None:
             yield
             return
         conn = await self._acquire()
-        token = _HELD.set(conn)
+        token = self._held.set(conn)
         try:
             yield
         finally:
-            _HELD.reset(token)
+            self._held.reset(token)
             await self.pool.release(conn)
 
     async def read(
@@ -563,9 +570,11 @@ class PgTurnStore:
                     read = await conn.fetchrow(_PG_HANDOFF_READ, turn.conversation_id, roles)
                     if read is None:  # deleted since the turn read it
                         raise ConversationNotFound()
+                    if read[4] == "closed":  # closed since the turn read it
+                        raise ConversationClosed()
                 else:
                     read = await conn.fetchrow(_PG_HANDOFF_READ_NEW, roles)
-                statement, values, first = _handoff_write(turn, opening, *read)
+                statement, values, first = _handoff_write(turn, opening, *read[:4])
                 stored, inserted, delivery_ids = await conn.fetchrow(
                     statement.sql, *statement.args(values)
                 )
