@@ -159,22 +159,31 @@ async def test_turns_racing_to_hand_off_open_one_handoff(
     assert seqs == list(range(1, len(seqs) + 1))
 
 
+@pytest.fixture
+async def pg_conversation(
+    client: httpx.AsyncClient, bot: dict, backend: str, database_url: str
+) -> tuple[uuid.UUID, str]:
+    """A conversation the bot has answered once, and a DSN for another writer, on
+    PostgreSQL, whose handoff turn builds its rows between two statements."""
+    if backend != "postgres":
+        pytest.skip("SQLite's turn is one transaction")
+    first = await say(client, bot, "how do I reset my password?")
+    return uuid.UUID(first["conversation_id"]), database_url.replace(
+        "postgresql+asyncpg://", "postgresql://", 1
+    )
+
+
 async def test_a_message_stored_while_the_handoff_is_built_is_kept_in_order(
     client: httpx.AsyncClient,
     bot: dict,
     admin: Any,
-    backend: str,
-    database_url: str,
+    pg_conversation: tuple[uuid.UUID, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """On PostgreSQL the turn reads, builds the handoff in Python, then stores it in one
     statement guarded by the message counter it read. An agent's message landing in between
     makes it read and build again: both keep their places and the snapshot has both."""
-    if backend != "postgres":
-        pytest.skip("SQLite's turn is one transaction")
-    first = await say(client, bot, "how do I reset my password?")
-    cid = uuid.UUID(first["conversation_id"])
-    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    cid, dsn = pg_conversation
     original = store._handoff_write
     counts: list[int | None] = []
 
@@ -237,17 +246,12 @@ def commit_now(dsn: str, sql: str, *args: Any) -> None:
 async def test_a_conversation_closed_while_the_handoff_is_built_stays_closed(
     client: httpx.AsyncClient,
     bot: dict,
-    backend: str,
-    database_url: str,
+    pg_conversation: tuple[uuid.UUID, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Closed by an agent between the turn's read and its write: the turn is the 409 any
     message to a closed conversation gets, stores nothing, and does not reopen it."""
-    if backend != "postgres":
-        pytest.skip("SQLite's turn is one transaction")
-    first = await say(client, bot, "how do I reset my password?")
-    cid = uuid.UUID(first["conversation_id"])
-    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    cid, dsn = pg_conversation
     original = store._handoff_write
 
     def closing(turn: Any, opening: Any, *read: Any) -> Any:
