@@ -100,8 +100,8 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, timeout: float, where: str) -> None:
         self._reader = hiredis.Reader()
-        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self._sent: collections.deque[float] = collections.deque()
+        # Each unanswered command's waiter and when it was written, oldest first.
+        self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self._timeout = timeout
@@ -115,7 +115,7 @@ class _Connection(asyncio.Protocol):
         self._watch = self._loop.call_later(self._timeout / 4, self._check)
 
     def _check(self) -> None:
-        if self._sent and self._loop.time() - self._sent[0] > self._timeout:
+        if self._waiting and self._loop.time() - self._waiting[0][1] > self._timeout:
             self.abort(
                 exceptions.TimeoutError(
                     f"Redis at {self._where} did not answer within {self._timeout} s"
@@ -137,8 +137,7 @@ class _Connection(asyncio.Protocol):
             if not self._waiting:  # e.g. "-ERR max number of clients reached" on connecting
                 self.abort(exceptions.ConnectionError(f"Redis said, unasked: {reply}"))
                 return
-            self._sent.popleft()
-            waiter = self._waiting.popleft()
+            waiter, _ = self._waiting.popleft()
             if not waiter.done():  # a caller that gave up still had its place in line
                 waiter.set_result(reply)
 
@@ -149,9 +148,8 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._watch is not None:
             self._watch.cancel()
-        self._sent.clear()
         while self._waiting:
-            waiter = self._waiting.popleft()
+            waiter, _ = self._waiting.popleft()
             if not waiter.done():
                 waiter.set_exception(error)
 
@@ -159,8 +157,7 @@ class _Connection(asyncio.Protocol):
         if self.closed or self._transport is None:
             raise exceptions.ConnectionError("Redis connection lost: closed")
         waiter = self._loop.create_future()
-        self._waiting.append(waiter)
-        self._sent.append(self._loop.time())
+        self._waiting.append((waiter, self._loop.time()))
         self._transport.write(command)
         return waiter
 
@@ -234,7 +231,7 @@ class RedisPipe:
                 )
             try:
                 connection = await self._connect(loop)
-            except BaseException:
+            except exceptions.RedisError:  # not a caller's cancellation: Redis failed
                 self._failures += 1
                 self._retry_at = loop.time() + min(
                     RETRY_SECONDS * 2 ** (self._failures - 1), MAX_RETRY_SECONDS

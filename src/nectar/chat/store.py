@@ -341,9 +341,7 @@ _PG_PEOPLE = """
     (SELECT json_agg(json_build_array(u.id, u.email))::text FROM users AS u
      WHERE u.is_active AND u.role = ANY({roles}))
 """
-_PG_HANDOFF_READ_NEW = (
-    f"SELECT NULL::int, NULL::text, NULL::text, {_PG_PEOPLE.format(roles='$1')}, 'bot'"
-)
+_PG_HANDOFF_READ_NEW = f"SELECT NULL::int, NULL::text, NULL::text, {_PG_PEOPLE.format(roles='$1')}"
 _PG_HANDOFF_READ = f"""
 SELECT c.message_count,
     (SELECT row_to_json(x)::text FROM (
@@ -487,16 +485,15 @@ class PgTurnStore:
         """With ``hold``, one connection serves the turn's read and write (and what the
         responder does in between, which must not wait on anything): one pool checkout
         instead of two."""
-        if not hold or self._held.get() is not None:
+        if not hold:
             yield
             return
-        conn = await self._acquire()
-        token = self._held.set(conn)
-        try:
-            yield
-        finally:
-            self._held.reset(token)
-            await self.pool.release(conn)
+        async with self._connection() as conn:
+            token = self._held.set(conn)
+            try:
+                yield
+            finally:
+                self._held.reset(token)
 
     async def read(
         self,
@@ -574,7 +571,7 @@ class PgTurnStore:
                         raise ConversationClosed()
                 else:
                     read = await conn.fetchrow(_PG_HANDOFF_READ_NEW, roles)
-                statement, values, first = _handoff_write(turn, opening, *read[:4])
+                statement, values, first, handoff = _handoff_write(turn, opening, *read[:4])
                 stored, inserted, delivery_ids = await conn.fetchrow(
                     statement.sql, *statement.args(values)
                 )
@@ -588,7 +585,6 @@ class PgTurnStore:
                 )
                 raise Overloaded("this conversation is busy; retry shortly")
             if inserted is not None:
-                handoff = values["handoff_row"]
                 return Written(first, handoff_service.opened(handoff, list(delivery_ids)))
             # Another turn opened one a moment ago: this message is relayed to it instead.
             current = await conn.fetchval(_PG_OPEN_HANDOFF_OF, turn.conversation_id)
@@ -602,9 +598,10 @@ def _handoff_write(
     conv: str | None,
     history: str | None,
     people: str | None,
-) -> tuple[_Statement, dict[str, Any], int]:
-    """The statement that stores a handoff turn, its values, and the user's message's seq,
-    from what _PG_HANDOFF_READ(_NEW) returned (count None: a new conversation)."""
+) -> tuple[_Statement, dict[str, Any], int, dict[str, Any]]:
+    """The statement that stores a handoff turn, its values, the user's message's seq and
+    the handoff's row, from what _PG_HANDOFF_READ(_NEW) returned (count None: a new
+    conversation)."""
     user, notice = turn.messages
     new = turn.new
     first = 1 if count is None else count + 1
@@ -674,11 +671,10 @@ def _handoff_write(
         "deliveries": _json(deliveries),
         "messages": _json(messages),
         "usage": _json(usage),
-        "handoff_row": handoff,
     }
     if new is not None:
         values.update(_opening_values(new, "human"))
-    return statement, values, first
+    return statement, values, first, handoff
 
 
 def _opening_values(new: NewConversation, handled_by: str) -> dict[str, Any]:
