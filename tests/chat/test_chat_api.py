@@ -418,3 +418,49 @@ async def test_conversation_deleted_during_the_turn_is_404_and_stores_nothing(
         usage = (await conn.execute(sa.text("SELECT count(*) FROM nectar_bot_usage"))).scalar()
     # The first turn's rows went with the conversation (cascade); the refused turn left none.
     assert (left, usage) == (0, 0)
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["local-responder", "calling-out"])
+async def test_a_turn_takes_one_connection_unless_its_responder_calls_out(
+    app: Any,
+    client: httpx.AsyncClient,
+    bot: dict,
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    local: bool,
+) -> None:
+    """PostgreSQL: a turn whose responder only computes reads and writes on one pooled
+    connection; one whose responder may wait on a model API gives it back in between."""
+    if backend != "postgres":
+        pytest.skip("SQLite's store has no pool of its own")
+    services = app.state.services
+    first = await chat(client, bot, "reset password")
+    turns, real = services.turns, services.responder
+    checkouts: list[object] = []
+    acquire = turns._acquire
+
+    async def counted() -> Any:
+        conn = await acquire()
+        checkouts.append(conn)
+        return conn
+
+    class Responder:
+        name = "wrapped"
+
+        def __init__(self) -> None:
+            self.local = local
+
+        async def answer(self, question: Any) -> Any:
+            return await real.answer(question)
+
+    monkeypatch.setattr(turns, "_acquire", counted)
+    services.responder = Responder()
+    try:
+        r = await chat(
+            client, bot, "and the locked account?", conversation_id=first.json()["conversation_id"]
+        )
+    finally:
+        services.responder = real
+    assert r.status_code == 200, r.text
+    assert r.json()["handled_by"] == "bot"
+    assert len(checkouts) == (1 if local else 2)

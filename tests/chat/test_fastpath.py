@@ -219,3 +219,29 @@ async def test_a_valid_turn_never_reaches_the_framework_and_the_rest_all_do(
     assert await post(b'{"message": ') == 418  # FastAPI's to answer, with the body it was sent
     assert await post(body("hi"), b"text/plain") == 418
     assert reached == [b'{"message": ', body("hi")]
+
+
+async def test_the_app_serves_a_valid_turn_before_the_framework_and_hands_on_the_rest(
+    app: Any, client: httpx.AsyncClient, bot: dict, db: Any
+) -> None:
+    """In the app itself: a valid turn never enters FastAPI's middleware stack (its error
+    page, telemetry and body-limit layers and ours), anything else does."""
+    await client.get("/healthz")  # the stack is built on first use
+    stack = app.middleware_stack
+    assert stack is not None
+    entered: list[str] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        entered.append(scope["path"])
+        await stack(scope, receive, send)
+
+    app.middleware_stack = recording
+    try:
+        assert (await send(client, bot, "how do I reset my password?")).status_code == 200
+        assert entered == []
+        assert await stored_messages(db) == 2
+        r = await send(client, bot, "hi", content_type="text/plain")
+        assert r.status_code == 422
+        assert entered == [f"/api/nectar-bots/{bot['id']}/chat"]
+    finally:
+        app.middleware_stack = stack
